@@ -1,0 +1,234 @@
+"""The provider's configuration: one YAML file, validated by pydantic, unknown keys refused.
+
+Keys are camelCase in YAML (``socketPath``) and snake_case in Python. Durations are written
+``500ms``, ``2s``, ``5m``, ``1h``. Secrets never live in this file: it names files that hold
+them. Only a few environment variables override it (:data:`ENV_CONFIG`, :data:`ENV_LOG_LEVEL`,
+:data:`ENV_SOCKET`). :func:`load_config` turns every problem into a :class:`ConfigError` whose
+message names the field but never echoes its value (identity labels are not for logs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from .errors import ConfigError
+from .identity import Identity, label_problem
+
+ENV_CONFIG = "BAO_KMS_CONFIG"
+ENV_LOG_LEVEL = "BAO_KMS_LOG_LEVEL"
+ENV_SOCKET = "BAO_KMS_SOCKET"
+
+DEFAULT_SOCKET = "/run/openbao-kms/kms.sock"
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``500ms``/``2s``/``5m``/``1h``; bare numbers are refused as ambiguous."""
+    if isinstance(value, str):
+        match = _DURATION_RE.fullmatch(value.strip())
+        if match:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    raise ValueError("must be a duration such as 500ms, 2s, 5m or 1h")
+
+
+def _parse_mode(value: Any) -> int:
+    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value):
+        mode = int(value, 8)
+        if mode & 0o002:
+            raise ValueError("must not make the socket world-writable")
+        return mode
+    raise ValueError('must be an octal mode string such as "0660"')
+
+
+def _check_label(value: str) -> str:
+    problem = label_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_address(value: str) -> str:
+    if not re.fullmatch(r"https?://[^/\s?#]+/?", value):
+        raise ValueError("must be an http:// or https:// URL with a host and optional port only")
+    return value.rstrip("/")
+
+
+def _check_path_segment(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value) or ".." in value.split("/"):
+        raise ValueError("must be a plain OpenBao path (letters, digits, . _ - and /)")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Label = Annotated[str, AfterValidator(_check_label)]
+PathSegment = Annotated[str, AfterValidator(_check_path_segment)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class ServerConfig(_Section):
+    socket_path: str = DEFAULT_SOCKET
+    socket_mode: Annotated[int, BeforeValidator(_parse_mode)] = 0o660
+    socket_group: str | None = None
+    #: how long SIGTERM waits for in-flight calls before cancelling them
+    grace_period: Duration = 10.0
+    #: worker threads; each holds at most one OpenBao connection at a time
+    workers: int = Field(default=16, ge=1, le=512)
+    #: calls admitted at once (running + queued); beyond it the answer is RESOURCE_EXHAUSTED
+    max_concurrent_requests: int = Field(default=1024, ge=1, le=65536)
+
+    @model_validator(mode="after")
+    def _absolute_socket(self) -> ServerConfig:
+        if not os.path.isabs(self.socket_path):
+            raise ValueError("socketPath must be an absolute path")
+        return self
+
+
+class OpenBaoConfig(_Section):
+    addresses: list[Annotated[str, AfterValidator(_check_address)]] = Field(min_length=1)
+    ca_file: Path | None = None
+    namespace: str = ""
+    timeout: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _checked(self) -> OpenBaoConfig:
+        if self.namespace:
+            problem = label_problem(self.namespace)
+            if problem:
+                raise ValueError(f"namespace {problem}")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        return self
+
+
+class TokenAuthConfig(_Section):
+    file: Path
+
+
+class AuthConfig(_Section):
+    method: Literal["token"] = "token"
+    token: TokenAuthConfig | None = None
+
+    @model_validator(mode="after")
+    def _method_has_settings(self) -> AuthConfig:
+        if self.method == "token" and self.token is None:
+            raise ValueError("method token needs token.file")
+        return self
+
+
+class IdentityConfig(_Section):
+    provider_name: Label
+    cluster_id: Label
+    openbao_instance_id: Label
+    transit_mount_id: Label
+    key_lineage_id: Label
+
+
+class TransitConfig(_Section):
+    mount_path: PathSegment = "transit"
+    key_name: PathSegment = "kms"
+
+
+class StatusConfig(_Section):
+    probe_interval: Duration = 30.0
+    deep_probe_interval: Duration = 300.0
+    max_staleness: Duration = 120.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StatusConfig:
+        if min(self.probe_interval, self.deep_probe_interval, self.max_staleness) <= 0:
+            raise ValueError("intervals must be positive")
+        if self.max_staleness <= self.probe_interval:
+            raise ValueError("maxStaleness must be longer than probeInterval")
+        return self
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    openbao: OpenBaoConfig
+    auth: AuthConfig
+    identity: IdentityConfig
+    transit: TransitConfig = TransitConfig()
+    status: StatusConfig = StatusConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def provider_identity(self) -> Identity:
+        return Identity(
+            provider_name=self.identity.provider_name,
+            cluster_id=self.identity.cluster_id,
+            openbao_instance_id=self.identity.openbao_instance_id,
+            namespace=self.openbao.namespace,
+            transit_mount_id=self.identity.transit_mount_id,
+            key_lineage_id=self.identity.key_lineage_id,
+        )
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(document: Any, source: str = "config") -> Config:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    try:
+        return Config.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(f"{source} is invalid:\n{_describe(error)}") from None
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and apply the environment overrides; ConfigError on any problem."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read config file {path}: {reason}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if isinstance(document, dict):
+        overrides = {ENV_SOCKET: ("server", "socketPath"), ENV_LOG_LEVEL: ("logging", "level")}
+        for variable, (section, key) in overrides.items():
+            if environ.get(variable):
+                document.setdefault(section, {})
+                if isinstance(document[section], dict):
+                    document[section][key] = environ[variable]
+    return parse_config(document, source=f"config file {path}")

@@ -1,0 +1,284 @@
+"""The ``bao-kms-provider`` command: serve, dev, probe, config, version.
+
+Exit codes (stable, for scripts and systemd): 0 ok, 1 error, 2 usage, 3 config invalid,
+4 check failed, 5 runtime failure. Expected failures print one clear line to stderr; a
+traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from . import _codec
+from ._version import __version__
+from .config import ENV_CONFIG, Config, load_config, parse_duration
+from .errors import ConfigError, SocketError
+from .logs import configure_logging
+from .manifests import encryption_configuration, openbao_policy
+from .probe import ProbeReport, run_probe
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_CHECK_FAILED = 4
+EXIT_RUNTIME = 5
+
+log = logging.getLogger("bao_kms.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 already; keep the message short
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _emit(data: dict[str, Any], output: str, text: str) -> None:
+    if output == "json":
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _wait_for_signal() -> int:
+    """Block until SIGTERM or SIGINT; return the signal number."""
+    received: list[int] = []
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return received[0]
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+def _serve(config: Config) -> int:
+    from .provider import Provider  # grpc and urllib3 only for commands that serve
+
+    configure_logging(config.logging.level)
+    provider = Provider(config)
+    try:
+        provider.start()
+    except SocketError as error:
+        log.error("cannot serve", extra={"error": str(error)})
+        print(f"bao-kms-provider: {error}", file=sys.stderr)
+        return EXIT_RUNTIME
+    log.info("started", extra={"version": __version__, "codec": _codec.IMPLEMENTATION})
+    signum = _wait_for_signal()
+    log.info("stopping", extra={"signal": signal.Signals(signum).name})
+    provider.stop()
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    path = args.config or os.environ.get(ENV_CONFIG)
+    if not path:
+        print(f"bao-kms-provider serve: --config FILE (or {ENV_CONFIG}) is required", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(path)
+    return _serve(config)
+
+
+# --- dev ---------------------------------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .embedded import EmbeddedOpenBao, EmbeddedOpenBaoError
+    from .provider import Provider
+
+    configure_logging(args.log_level)
+    own_workdir = args.workdir is None
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bao-kms-dev-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o700)
+    socket_path = Path(args.socket).absolute() if args.socket else workdir / "kms.sock"
+    openbao = EmbeddedOpenBao("dev", workdir=workdir / "openbao")
+    try:
+        try:
+            openbao.start()
+            openbao.setup_transit("transit", "kms")
+            token = openbao.create_token(openbao_policy("transit", "kms"))
+        except EmbeddedOpenBaoError as error:
+            print(f"bao-kms-provider dev: {error}", file=sys.stderr)
+            return EXIT_RUNTIME
+        token_file = workdir / "openbao-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token)
+        document = {
+            "server": {"socketPath": str(socket_path), "socketMode": "0660"},
+            "openbao": {"addresses": [openbao.address], "timeout": "2s"},
+            "auth": {"method": "token", "token": {"file": str(token_file)}},
+            "identity": {
+                "providerName": "bao-kms-dev",
+                "clusterId": "dev-cluster",
+                "openbaoInstanceId": "dev-openbao",
+                "transitMountId": "transit-dev",
+                "keyLineageId": "dev-" + secrets.token_hex(8),
+            },
+            "transit": {"mountPath": "transit", "keyName": "kms"},
+            "status": {"probeInterval": "10s", "deepProbeInterval": "1m", "maxStaleness": "1m"},
+            "logging": {"level": args.log_level},
+        }
+        config_file = workdir / "config.yaml"
+        config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        config = load_config(config_file)
+        provider = Provider(config)
+        try:
+            provider.start()
+        except SocketError as error:
+            print(f"bao-kms-provider dev: {error}", file=sys.stderr)
+            return EXIT_RUNTIME
+        try:
+            deadline = time.monotonic() + 15
+            while not provider.monitor.health().ok and time.monotonic() < deadline:
+                time.sleep(0.1)
+            report = run_probe(str(socket_path))
+            print(f"OpenBao dev server : {openbao.address} (pid {openbao.pid})")
+            print(f"KMS socket         : {socket_path}")
+            print(f"config             : {config_file}")
+            print("\nEncryptionConfiguration for kube-apiserver:\n")
+            print(encryption_configuration("bao-kms-dev", str(socket_path)))
+            print("self-probe         :", _probe_text(report), end="")
+            print("\nServing. Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
+            if not report.ok:
+                return EXIT_CHECK_FAILED
+            _wait_for_signal()
+        finally:
+            provider.stop()
+    finally:
+        openbao.close()
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return EXIT_OK
+
+
+# --- probe -------------------------------------------------------------------------------------
+
+
+def _probe_text(report: ProbeReport) -> str:
+    if not report.ok:
+        return f"FAILED: {report.problem}\n"
+    lines = [f"ok: key_id {report.status_key_id}, ciphertext {report.ciphertext_bytes} bytes"]
+    for name, summary in report.latency_ms.items():
+        lines.append(
+            f"  {name:8s} p50 {summary['p50']:.3f} ms  p99 {summary['p99']:.3f} ms"
+            f"  max {summary['max']:.3f} ms"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    report = run_probe(args.socket, timeout=args.timeout, rounds=args.rounds)
+    _emit(report.as_dict(), args.output, _probe_text(report))
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+# --- config / version ----------------------------------------------------------------------------
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "schema":
+        schema = Config.model_json_schema(by_alias=True)
+        sys.stdout.write(orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK
+    path = args.config or os.environ.get(ENV_CONFIG)
+    if not path:
+        print(f"bao-kms-provider config check: --config FILE (or {ENV_CONFIG}) is required",
+              file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(path)
+    _emit(
+        {"valid": True, "config": config.model_dump(mode="json", by_alias=True)},
+        args.output,
+        f"{path}: valid\n",
+    )
+    return EXIT_OK
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    import grpc
+
+    data = {"version": __version__, "codec": _codec.IMPLEMENTATION, "grpcio": grpc.__version__,
+            "python": sys.version.split()[0]}
+    _emit(data, args.output, f"bao-kms-provider {__version__} (codec: {_codec.IMPLEMENTATION})\n")
+    return EXIT_OK
+
+
+def _seconds(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bao-kms-provider", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="serve KMS v2 on the configured Unix socket")
+    serve.add_argument("--config", help=f"config file (default: ${ENV_CONFIG})")
+    serve.set_defaults(func=cmd_serve)
+
+    dev = sub.add_parser("dev", help="run an embedded OpenBao dev server and the provider on it")
+    dev.add_argument("--socket", help="socket path (default: in a fresh temporary directory)")
+    dev.add_argument("--workdir", help="directory for the dev config, token and OpenBao files")
+    dev.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    dev.set_defaults(func=cmd_dev)
+
+    probe = sub.add_parser("probe", help="live Status/Encrypt/Decrypt round trip via the socket")
+    probe.add_argument("--socket", required=True)
+    probe.add_argument("--timeout", type=_seconds, default=3.0, help="per call (default 3s)")
+    probe.add_argument("--rounds", type=int, default=1, help="round trips, for latency figures")
+    probe.add_argument("--output", choices=["text", "json"], default="text")
+    probe.set_defaults(func=cmd_probe)
+
+    config = sub.add_parser("config", help="check a config file or print its JSON Schema")
+    config.add_argument("action", choices=["check", "schema"])
+    config.add_argument("--config", help=f"config file (default: ${ENV_CONFIG})")
+    config.add_argument("--output", choices=["text", "json"], default="text")
+    config.set_defaults(func=cmd_config)
+
+    version = sub.add_parser("version", help="print the version")
+    version.add_argument("--output", choices=["text", "json"], default="text")
+    version.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"bao-kms-provider: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

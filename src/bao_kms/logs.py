@@ -1,0 +1,51 @@
+"""JSON-lines logging with stable field names.
+
+Each record is one JSON object: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``msg`` and any
+fields passed through ``extra=``. Call sites pass only secret-free values (reason words, codes,
+key_ids, versions, counts); this module adds nothing from the request. Exceptions are logged as
+their class and stack frames, never their message, which for a bug could quote a value.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from typing import TextIO
+
+import orjson
+
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error_type"] = record.exc_info[0].__name__
+            entry["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
+        return orjson.dumps(entry, default=str).decode("utf-8")
+
+
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """Send the ``bao_kms`` loggers to *stream* (stderr) as JSON lines at *level*."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("bao_kms")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

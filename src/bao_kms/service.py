@@ -1,0 +1,135 @@
+"""The KMS v2 servicer: kube-apiserver's Status, Encrypt and Decrypt, thin over the monitor.
+
+Each RPC validates in the order DESIGN §4 fixes, so that nothing reaches OpenBao until the
+request has proven it names a version we know, with annotations that match it. Errors are
+raised as :mod:`bao_kms.errors` classes and turned into gRPC codes in exactly one place,
+:func:`_rpc`, through the table in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+
+from . import _codec
+from ._proto import api_pb2, api_pb2_grpc
+from .errors import InvalidRequest, OpenBaoBadResponse, grpc_status
+from .openbao import TransitClient
+from .status import StatusMonitor
+
+log = logging.getLogger("bao_kms.service")
+
+KMS_API_VERSION = "v2"
+#: KMS v2 encrypts 32-byte DEK seeds; leave room for other DEK sizes, refuse bulk data
+MAX_PLAINTEXT = 64 * 1024
+MAX_CIPHERTEXT = _codec.MAX_CIPHERTEXT_LENGTH
+MAX_KEY_ID = 1024
+MAX_UID = 256
+MAX_ANNOTATIONS_SIZE = 32 * 1024
+
+Response = TypeVar("Response")
+
+
+def _rpc(
+    method: Callable[[KeyManagementServicer, object, grpc.ServicerContext], Response],
+) -> Callable[[KeyManagementServicer, object, grpc.ServicerContext], Response]:
+    """The one place an exception becomes a gRPC status (and a log line)."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def handler(self: KeyManagementServicer, request: object, context: grpc.ServicerContext):
+        try:
+            return method(self, request, context)
+        except Exception as error:  # noqa: BLE001 - every failure must become a status
+            code, message = grpc_status(error)
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("rpc failed with a bug", exc_info=True, extra={"rpc": name})
+            else:
+                log.warning(
+                    "rpc failed",
+                    extra={"rpc": name, "code": code.name, "reason": getattr(error, "reason", "")},
+                )
+            context.abort(code, message)
+
+    return handler
+
+
+def _deadline(context: grpc.ServicerContext, clock: Callable[[], float]) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else clock() + remaining
+
+
+def _check_length(name: str, value: bytes | str, maximum: int, *, required: bool) -> None:
+    if required and not value:
+        raise InvalidRequest(f"{name} is empty")
+    if len(value) > maximum:
+        raise InvalidRequest(f"{name} is longer than {maximum} bytes")
+
+
+def _check_annotations_size(annotations) -> None:
+    total = 0
+    for key, value in annotations.items():
+        total += len(key) + len(value)
+    if total > MAX_ANNOTATIONS_SIZE:
+        raise InvalidRequest(f"annotations are larger than {MAX_ANNOTATIONS_SIZE} bytes")
+
+
+class KeyManagementServicer(api_pb2_grpc.KeyManagementServiceServicer):
+    """Answers kube-apiserver; holds no state of its own."""
+
+    def __init__(
+        self,
+        monitor: StatusMonitor,
+        transit: TransitClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._monitor = monitor
+        self._transit = transit
+        self._clock = clock
+
+    @_rpc
+    def Status(self, request: api_pb2.StatusRequest, context: grpc.ServicerContext):
+        health = self._monitor.health()
+        return api_pb2.StatusResponse(
+            version=KMS_API_VERSION, healthz=health.healthz, key_id=health.key_id
+        )
+
+    @_rpc
+    def Encrypt(self, request: api_pb2.EncryptRequest, context: grpc.ServicerContext):
+        _check_length("plaintext", request.plaintext, MAX_PLAINTEXT, required=True)
+        _check_length("uid", request.uid, MAX_UID, required=False)
+        active = self._monitor.encrypt_version()
+        ciphertext = self._transit.encrypt(
+            request.plaintext,
+            active.version,
+            active.associated_data,
+            deadline=_deadline(context, self._clock),
+        )
+        if len(ciphertext) > MAX_CIPHERTEXT:
+            # kube-apiserver would refuse it; better to fail here, loudly, than store nothing
+            raise OpenBaoBadResponse(f"Transit returned a ciphertext over {MAX_CIPHERTEXT} bytes")
+        return api_pb2.EncryptResponse(
+            ciphertext=ciphertext, key_id=active.key_id, annotations=active.annotations
+        )
+
+    @_rpc
+    def Decrypt(self, request: api_pb2.DecryptRequest, context: grpc.ServicerContext):
+        # DESIGN §4 order; no OpenBao call until every step before Transit has passed.
+        _check_length("ciphertext", request.ciphertext, MAX_CIPHERTEXT, required=True)
+        _check_length("key_id", request.key_id, MAX_KEY_ID, required=True)
+        _check_length("uid", request.uid, MAX_UID, required=False)
+        _check_annotations_size(request.annotations)
+        _codec.parse_key_id(request.key_id)
+        version = self._monitor.lookup(request.key_id)
+        _codec.match_annotations(request.annotations, version.annotations)
+        _codec.check_ciphertext_version(request.ciphertext, version.version)
+        plaintext = self._transit.decrypt(
+            request.ciphertext, version.associated_data, deadline=_deadline(context, self._clock)
+        )
+        return api_pb2.DecryptResponse(plaintext=plaintext)

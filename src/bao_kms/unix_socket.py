@@ -1,0 +1,108 @@
+"""Safe set-up of the listening Unix socket: the only door between kube-apiserver and us.
+
+Whoever can connect can ask for decryption, so the path must not be redirectable (no symlink,
+no world-writable parent where someone else could plant one) and the mode must be right from
+the first instant (bind under a tight umask, then chmod/chown to the configured mode/group).
+A leftover socket from a crash is removed only when connecting to it is refused: a live
+provider's socket is never stolen.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import socket
+import stat
+from pathlib import Path
+
+from .errors import SocketError
+
+#: mode for a socket directory we create ourselves
+SOCKET_DIR_MODE = 0o750
+
+
+def resolve_group(group: str) -> int:
+    """A group id from a name or a decimal id."""
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SocketError(f"socket group {group!r} does not exist") from None
+
+
+def _check_parent(parent: Path) -> None:
+    try:
+        info = parent.lstat()
+    except FileNotFoundError:
+        try:
+            parent.mkdir(mode=SOCKET_DIR_MODE, parents=True)
+        except OSError as error:
+            raise SocketError(f"cannot create socket directory {parent}: {error.strerror}") from None
+        info = parent.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        raise SocketError(f"socket directory {parent} is a symlink; refusing it")
+    if not stat.S_ISDIR(info.st_mode):
+        raise SocketError(f"socket directory {parent} is not a directory")
+    if info.st_mode & stat.S_IWOTH:
+        raise SocketError(
+            f"socket directory {parent} is world-writable; use a directory only the provider "
+            "(and the apiserver's group) can write"
+        )
+
+
+def _is_live(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError as error:
+        if error.errno == errno.ECONNREFUSED:
+            return False
+        raise SocketError(
+            f"cannot tell whether socket {path} is in use ({error.strerror}); refusing to remove it"
+        ) from None
+    finally:
+        probe.close()
+    return True
+
+
+def prepare_socket_path(path: str | os.PathLike[str]) -> Path:
+    """Make *path* free to bind, or raise SocketError saying why it is not safe to."""
+    path = Path(path)
+    if not path.is_absolute():
+        raise SocketError(f"socket path {path} must be absolute")
+    _check_parent(path.parent)
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return path
+    if stat.S_ISLNK(info.st_mode):
+        raise SocketError(f"socket path {path} is a symlink; refusing it")
+    if not stat.S_ISSOCK(info.st_mode):
+        raise SocketError(f"socket path {path} exists and is not a socket; refusing to remove it")
+    if _is_live(path):
+        raise SocketError(f"socket {path} is in use by another process (another provider?)")
+    path.unlink()  # stale: left behind by a crash, nobody is listening
+    return path
+
+
+def secure_socket(path: Path, mode: int, group: str | None) -> int:
+    """Apply the configured mode and group to a freshly bound socket; returns its inode."""
+    try:
+        if group is not None:
+            os.chown(path, -1, resolve_group(group), follow_symlinks=False)
+        os.chmod(path, mode)
+        return path.lstat().st_ino
+    except OSError as error:
+        raise SocketError(f"cannot set mode/group of socket {path}: {error.strerror}") from None
+
+
+def remove_socket(path: Path, inode: int) -> None:
+    """Remove the socket at *path* only if it is still the one we bound (same inode)."""
+    try:
+        if path.lstat().st_ino == inode:
+            path.unlink()
+    except FileNotFoundError:
+        pass

@@ -13,17 +13,17 @@ NO_EXTENSIONS = os.environ.get("BAO_KMS_NO_EXTENSIONS", "") not in ("", "0")
 
 if NO_EXTENSIONS:
     from ._codec_py import *  # noqa: F403
-    from ._codec_py import __all__
+    from ._codec_py import __all__  # noqa: F401 - re-exported
 
     IMPLEMENTATION = "python"
 else:
     try:
         from ._fast._codec import *  # noqa: F403
-        from ._fast._codec import __all__
+        from ._fast._codec import __all__  # noqa: F401 - re-exported
 
         IMPLEMENTATION = "cython"
     except ImportError:  # a pure wheel, or a source tree that was never built
         from ._codec_py import *  # noqa: F403
-        from ._codec_py import __all__
+        from ._codec_py import __all__  # noqa: F401 - re-exported
 
         IMPLEMENTATION = "python"

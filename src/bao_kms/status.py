@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .errors import (
@@ -53,7 +53,7 @@ class Snapshot:
     #: the version Encrypt uses, from the last good metadata probe
     active: KeyVersion | None = None
     #: every version Decrypt accepts, by key_id; only ever grows while the process lives
-    versions: Mapping[str, KeyVersion] = MappingProxyType({})
+    versions: Mapping[str, KeyVersion] = field(default_factory=lambda: MappingProxyType({}))
     #: clock time of the last metadata probe that succeeded (None: never)
     metadata_at: float | None = None
     #: why the last metadata probe failed or what it found wrong; empty when all was well

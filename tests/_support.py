@@ -1,0 +1,47 @@
+"""Helpers shared by test modules (importable as ``_support``: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import urllib3
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll *predicate* until it returns a truthy value; fail the test after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class CountingPool(urllib3.PoolManager):
+    """A real urllib3 pool that counts every request it sends, by URL path."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lock = threading.Lock()
+        self.paths: collections.Counter[str] = collections.Counter()
+
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any):  # type: ignore[override]
+        path = urllib3.util.parse_url(url).path or ""
+        with self._lock:
+            self.paths[path.removeprefix("/v1/")] += 1
+        return super().urlopen(method, url, redirect=redirect, **kw)
+
+    def count(self, fragment: str = "") -> int:
+        with self._lock:
+            return sum(n for path, n in self.paths.items() if fragment in path)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.paths.clear()

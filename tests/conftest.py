@@ -1,0 +1,150 @@
+"""Shared fixtures: real OpenBao servers, a provider wired to one, and a request-counting pool.
+
+Every server a test starts is a real ``bao`` process on 127.0.0.1 (``bao_kms.embedded``),
+stopped by PID at teardown. Sockets live in short private temp dirs (AF_UNIX paths are limited
+to 107 bytes, which pytest's tmp_path can exceed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bao_kms.client import KmsClient
+from bao_kms.config import Config, parse_config
+from bao_kms.embedded import EmbeddedOpenBao
+from bao_kms.manifests import openbao_policy
+from bao_kms.provider import Provider
+
+from _support import CountingPool, wait_for
+
+GOLDEN_IDENTITY = {
+    "providerName": "openbao-kms-workload-a",
+    "clusterId": "workload-a",
+    "openbaoInstanceId": "bao-prod-a",
+    "transitMountId": "transit-prod-primary",
+    "keyLineageId": "01HXEXAMPLEKEYLINEAGEID",
+}
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="bk-", dir="/tmp"))
+    path.chmod(0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def openbao() -> Iterator[EmbeddedOpenBao]:
+    """One real OpenBao dev server for the session, with Transit key ``transit/kms``."""
+    with EmbeddedOpenBao("dev") as server:
+        server.setup_transit("transit", "kms")
+        yield server
+
+
+_mount_counter = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def fresh_key(openbao: EmbeddedOpenBao) -> Callable[..., tuple[str, str]]:
+    """Make a new Transit mount + safe key on the shared server; returns (mount, key)."""
+
+    def make(**setup: Any) -> tuple[str, str]:
+        mount = f"transit-t{next(_mount_counter)}"
+        openbao.setup_transit(mount, "kms", **setup)
+        return mount, "kms"
+
+    return make
+
+
+def provider_document(
+    server: EmbeddedOpenBao,
+    token_file: Path,
+    socket_path: Path,
+    *,
+    mount: str = "transit",
+    key: str = "kms",
+    identity: dict[str, str] | None = None,
+    status: dict[str, str] | None = None,
+    ca_file: Path | None = None,
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "server": {"socketPath": str(socket_path), "gracePeriod": "5s"},
+        "openbao": {"addresses": [server.address], "timeout": "2s"},
+        "auth": {"method": "token", "token": {"file": str(token_file)}},
+        "identity": identity or GOLDEN_IDENTITY,
+        "transit": {"mountPath": mount, "keyName": key},
+        "status": status
+        or {"probeInterval": "300ms", "deepProbeInterval": "1m", "maxStaleness": "5s"},
+    }
+    if ca_file is not None:
+        document["openbao"]["caFile"] = str(ca_file)
+    return document
+
+
+class RunningProvider:
+    """A started provider, its counting pool, and a client on its socket."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pool = CountingPool(retries=False, maxsize=config.server.workers + 2, block=True)
+        self.provider = Provider(config, pool=self.pool)
+        self.socket_path = Path(config.server.socket_path)
+        self.client = KmsClient(self.socket_path)
+
+    def start(self) -> RunningProvider:
+        self.provider.start()
+        return self
+
+    def wait_healthy(self, timeout: float = 20.0) -> str:
+        """Wait for Status ``ok``; returns the key_id."""
+
+        def healthy() -> str:
+            status = self.client.status()
+            return status.key_id if status.healthz == "ok" else ""
+
+        return wait_for(healthy, timeout)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.provider.stop(grace=1.0)
+
+
+@pytest.fixture
+def start_provider(
+    openbao: EmbeddedOpenBao, socket_dir: Path
+) -> Iterator[Callable[..., RunningProvider]]:
+    """Factory: start a provider against *server* (default: the session's) and mount/key."""
+    running: list[RunningProvider] = []
+
+    def start(
+        *,
+        server: EmbeddedOpenBao | None = None,
+        mount: str = "transit",
+        key: str = "kms",
+        wait: bool = True,
+        **options: Any,
+    ) -> RunningProvider:
+        server = server or openbao
+        token_file = socket_dir / f"token-{len(running)}"
+        token_file.write_text(server.create_token(openbao_policy(mount, key), f"kms-{mount}"))
+        token_file.chmod(0o600)
+        document = provider_document(
+            server, token_file, socket_dir / f"kms-{len(running)}.sock", mount=mount, key=key,
+            **options,
+        )
+        handle = RunningProvider(parse_config(document)).start()
+        running.append(handle)
+        if wait:
+            handle.wait_healthy()
+        return handle
+
+    yield start
+    for handle in running:
+        handle.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -48,7 +49,16 @@ def _rpc(
         except Exception as error:  # noqa: BLE001 - every failure must become a status
             code, message = grpc_status(error)
             if code is grpc.StatusCode.INTERNAL:
-                log.error("rpc failed with a bug", exc_info=True, extra={"rpc": name})
+                # type and frames only: a bug's message could quote a secret value, and this
+                # must hold for any handler, not only our JSON formatter
+                log.error(
+                    "rpc failed with a bug",
+                    extra={
+                        "rpc": name,
+                        "error_type": type(error).__name__,
+                        "stack": "".join(traceback.format_tb(error.__traceback__)),
+                    },
+                )
             else:
                 log.warning(
                     "rpc failed",

@@ -31,8 +31,8 @@ from types import MappingProxyType
 from .errors import (
     KmsError,
     NotReady,
+    OpenBaoBadResponse,
     OpenBaoPermissionDenied,
-    OpenBaoSealed,
     OpenBaoUnauthenticated,
     OpenBaoUnavailable,
     UnknownKeyId,
@@ -78,10 +78,11 @@ class Health:
 
 
 def failure_reason(error: BaseException, default: str) -> str:
-    """A short reason word for a failed probe."""
-    for cls in (OpenBaoSealed, OpenBaoUnavailable, OpenBaoUnauthenticated, OpenBaoPermissionDenied):
-        if isinstance(error, cls):
-            return cls.reason
+    """A short reason word for a failed probe: OpenBao's state when we know it, else *default*."""
+    if isinstance(error, OpenBaoBadResponse):
+        return default  # OpenBao answered, but not with what the probe needs
+    if isinstance(error, (OpenBaoUnavailable, OpenBaoUnauthenticated, OpenBaoPermissionDenied)):
+        return error.reason  # openbao_sealed is a subclass's reason and survives here
     return default
 
 

@@ -1,0 +1,184 @@
+"""The servicer on its own: validation order, the error table applied once, nothing leaked."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from bao_kms._proto import api_pb2
+from bao_kms.errors import CiphertextAuthenticationFailed, DeadlineExceeded, NotReady
+from bao_kms.identity import Identity
+from bao_kms.service import KeyManagementServicer
+from bao_kms.status import Health
+
+IDENTITY = Identity("provider", "cluster", "instance", "", "mount", "lineage")
+V1 = IDENTITY.key_version(1, 1_700_000_000)
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """The slice of grpc.ServicerContext the servicer uses."""
+
+    def __init__(self, remaining: float | None = 3.0) -> None:
+        self.remaining = remaining
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
+
+    def time_remaining(self):
+        return self.remaining
+
+    def abort(self, code, details):
+        self.code, self.details = code, details
+        raise Aborted
+
+
+class Monitor:
+    def __init__(self, healthy: bool = True) -> None:
+        self.healthy = healthy
+        self.lookups = 0
+
+    def health(self):
+        if self.healthy:
+            return Health(True, (), V1.key_id, 1.0)
+        return Health(False, ("openbao_sealed",), "", 1.0)
+
+    def encrypt_version(self):
+        if not self.healthy:
+            raise NotReady("the KMS provider is not healthy (openbao_sealed)")
+        return V1
+
+    def lookup(self, key_id):
+        self.lookups += 1
+        if key_id != V1.key_id:
+            from bao_kms.errors import UnknownKeyId
+
+            raise UnknownKeyId("key_id does not name a key version this provider knows")
+        return V1
+
+
+class Transit:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.failure: Exception | None = None
+
+    def encrypt(self, plaintext, key_version, associated_data, *, deadline=None):
+        self.calls.append(("encrypt", key_version, associated_data, deadline))
+        if self.failure:
+            raise self.failure
+        return b"vault:v1:" + b"QUJD" * 10
+
+    def decrypt(self, ciphertext, associated_data, *, deadline=None):
+        self.calls.append(("decrypt", associated_data, deadline))
+        if self.failure:
+            raise self.failure
+        return b"seed" * 8
+
+
+@pytest.fixture
+def parts():
+    monitor, transit = Monitor(), Transit()
+    return KeyManagementServicer(monitor, transit, clock=lambda: 100.0), monitor, transit
+
+
+def call(method, request, context=None):
+    context = context or Context()
+    try:
+        return method(request, context), context
+    except Aborted:
+        return None, context
+
+
+def good_decrypt(**changes):
+    fields = {
+        "ciphertext": b"vault:v1:" + b"QUJD" * 10,
+        "key_id": V1.key_id,
+        "annotations": dict(V1.annotations),
+        "uid": "u",
+    }
+    fields.update(changes)
+    return api_pb2.DecryptRequest(**fields)
+
+
+def test_status_is_answered_from_the_monitor(parts):
+    servicer, monitor, transit = parts
+    response, _ = call(servicer.Status, api_pb2.StatusRequest())
+    assert (response.version, response.healthz, response.key_id) == ("v2", "ok", V1.key_id)
+    monitor.healthy = False
+    response, _ = call(servicer.Status, api_pb2.StatusRequest())
+    assert (response.healthz, response.key_id) == ("openbao_sealed", "")
+    assert transit.calls == []
+
+
+def test_encrypt_pins_version_aad_and_deadline(parts):
+    servicer, _, transit = parts
+    response, _ = call(servicer.Encrypt, api_pb2.EncryptRequest(plaintext=b"k" * 32))
+    assert response.key_id == V1.key_id
+    assert dict(response.annotations) == dict(V1.annotations)
+    assert transit.calls == [("encrypt", 1, V1.associated_data, 103.0)]
+
+
+def test_encrypt_while_unhealthy_is_failed_precondition(parts):
+    servicer, monitor, transit = parts
+    monitor.healthy = False
+    _, context = call(servicer.Encrypt, api_pb2.EncryptRequest(plaintext=b"k" * 32))
+    assert context.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert transit.calls == []
+
+
+def test_decrypt_happy_path(parts):
+    servicer, _, transit = parts
+    response, _ = call(servicer.Decrypt, good_decrypt())
+    assert response.plaintext == b"seed" * 8
+    assert transit.calls == [("decrypt", V1.associated_data, 103.0)]
+
+
+@pytest.mark.parametrize(
+    ("request_changes", "code", "looked_up"),
+    [
+        ({"ciphertext": b""}, grpc.StatusCode.INVALID_ARGUMENT, False),
+        ({"key_id": ""}, grpc.StatusCode.INVALID_ARGUMENT, False),
+        ({"key_id": "obk2.short"}, grpc.StatusCode.INVALID_ARGUMENT, False),
+        ({"uid": "u" * 300}, grpc.StatusCode.INVALID_ARGUMENT, False),
+        ({"key_id": IDENTITY.key_version(5, 1).key_id}, grpc.StatusCode.NOT_FOUND, True),
+        ({"annotations": {}}, grpc.StatusCode.INVALID_ARGUMENT, True),
+        ({"ciphertext": b"vault:v2:QUJD"}, grpc.StatusCode.INVALID_ARGUMENT, True),
+    ],
+)
+def test_decrypt_refusals_never_reach_openbao(parts, request_changes, code, looked_up):
+    servicer, monitor, transit = parts
+    _, context = call(servicer.Decrypt, good_decrypt(**request_changes))
+    assert context.code is code
+    assert transit.calls == []
+    assert (monitor.lookups > 0) is looked_up  # the key_id is parsed before any lookup
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (CiphertextAuthenticationFailed("ciphertext failed authentication"), grpc.StatusCode.INVALID_ARGUMENT),
+        (DeadlineExceeded("deadline"), grpc.StatusCode.DEADLINE_EXCEEDED),
+    ],
+)
+def test_transit_errors_map_through_the_table(parts, failure, code):
+    servicer, _, transit = parts
+    transit.failure = failure
+    _, context = call(servicer.Decrypt, good_decrypt())
+    assert context.code is code
+
+
+def test_a_bug_is_internal_with_a_generic_message(parts, caplog):
+    servicer, _, transit = parts
+    transit.failure = KeyError("super-secret-token-value")
+    _, context = call(servicer.Decrypt, good_decrypt())
+    assert context.code is grpc.StatusCode.INTERNAL
+    assert "super-secret" not in context.details
+    assert "super-secret" not in caplog.text
+
+
+def test_no_deadline_means_none(parts):
+    servicer, _, transit = parts
+    call(servicer.Decrypt, good_decrypt(), Context(remaining=None))
+    assert transit.calls[-1][-1] is None

@@ -1,0 +1,297 @@
+"""StatusMonitor with a scripted Transit and a manual clock: health rules, lineage, lookups."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+
+import pytest
+
+from bao_kms.errors import (
+    NotReady,
+    OpenBaoBadResponse,
+    OpenBaoPermissionDenied,
+    OpenBaoSealed,
+    OpenBaoUnavailable,
+    UnknownKeyId,
+)
+from bao_kms.identity import Identity
+from bao_kms.openbao import KeyMetadata
+from bao_kms.status import StatusMonitor
+
+IDENTITY = Identity("provider", "cluster", "instance", "", "mount", "lineage")
+
+SAFE_KEY = KeyMetadata(
+    type="aes256-gcm96",
+    derived=False,
+    convergent_encryption=False,
+    exportable=False,
+    allow_plaintext_backup=False,
+    deletion_allowed=False,
+    soft_deleted=False,
+    latest_version=1,
+    min_decryption_version=1,
+    min_encryption_version=0,
+    min_available_version=0,
+    versions={1: 1_700_000_000},
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedTransit:
+    """Answers like Transit would, from fields a test changes; counts every call."""
+
+    def __init__(self) -> None:
+        self.key = SAFE_KEY
+        self.disable_upsert = True
+        self.failure: Exception | None = None
+        self.deep_failure: Exception | None = None
+        self.calls: Counter[str] = Counter()
+        self.gate: threading.Event | None = None
+
+    def read_key(self, *, deadline=None):
+        self.calls["read_key"] += 1
+        if self.gate is not None:
+            self.gate.wait(5)
+        if self.failure:
+            raise self.failure
+        return self.key
+
+    def read_keys_config(self, *, deadline=None):
+        self.calls["read_keys_config"] += 1
+        if self.failure:
+            raise self.failure
+        return self.disable_upsert
+
+    def encrypt(self, plaintext, key_version, associated_data, *, deadline=None):
+        self.calls["encrypt"] += 1
+        if self.deep_failure:
+            raise self.deep_failure
+        return b"vault:v%d:" % key_version + plaintext.hex().encode()
+
+    def decrypt(self, ciphertext, associated_data, *, deadline=None):
+        self.calls["decrypt"] += 1
+        return bytes.fromhex(ciphertext.split(b":", 2)[2].decode())
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def transit():
+    return ScriptedTransit()
+
+
+@pytest.fixture
+def monitor(transit, clock):
+    return StatusMonitor(
+        transit,
+        IDENTITY,
+        probe_interval=30,
+        deep_probe_interval=300,
+        max_staleness=120,
+        clock=clock,
+    )
+
+
+def rotate(transit, version, created):
+    versions = dict(transit.key.versions)
+    versions[version] = created
+    transit.key = dataclasses.replace(transit.key, latest_version=version, versions=versions)
+
+
+def test_unhealthy_until_both_probes_pass(monitor):
+    assert monitor.health().healthz == "not_probed_yet"
+    monitor.probe_metadata()
+    assert monitor.health().healthz == "deep_probe_pending"
+    assert monitor.health().key_id == ""
+    monitor.probe_deep()
+    health = monitor.health()
+    assert health.ok and health.healthz == "ok"
+    assert health.key_id == IDENTITY.key_version(1, 1_700_000_000).key_id
+
+
+def test_staleness_is_judged_when_status_is_read(monitor, clock):
+    monitor.probe_metadata()
+    monitor.probe_deep()
+    clock.now += 119
+    assert monitor.health().ok
+    clock.now += 2
+    health = monitor.health()
+    assert health.reasons == ("status_stale",) and health.key_id == ""
+    with pytest.raises(NotReady):
+        monitor.encrypt_version()
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (OpenBaoSealed("sealed"), "openbao_sealed"),
+        (OpenBaoUnavailable("down"), "openbao_unavailable"),
+        (OpenBaoPermissionDenied("no"), "openbao_permission_denied"),
+        (OpenBaoBadResponse("junk"), "metadata_read_failed"),
+    ],
+)
+def test_metadata_failure_reasons(monitor, transit, failure, reason):
+    monitor.probe_metadata()
+    monitor.probe_deep()
+    transit.failure = failure
+    monitor.probe_metadata()
+    assert monitor.health().healthz == reason
+    with pytest.raises(NotReady, match=reason):
+        monitor.encrypt_version()
+
+
+def test_reads_survive_a_metadata_outage(monitor, transit):
+    monitor.probe_metadata()
+    key_id = IDENTITY.key_version(1, 1_700_000_000).key_id
+    transit.failure = OpenBaoUnavailable("down")
+    monitor.probe_metadata()
+    assert monitor.lookup(key_id).version == 1
+
+
+def test_deep_probe_failure_is_unhealthy(monitor, transit):
+    monitor.probe_metadata()
+    transit.deep_failure = OpenBaoUnavailable("down")
+    monitor.probe_deep()
+    assert monitor.health().healthz == "openbao_unavailable"
+    transit.deep_failure = None
+    monitor.probe_deep()
+    assert monitor.health().ok
+
+
+def test_deep_probe_that_returns_other_bytes_is_unhealthy(monitor, transit):
+    monitor.probe_metadata()
+    transit.decrypt = lambda ciphertext, aad, deadline=None: b"other"
+    monitor.probe_deep()
+    assert not monitor.health().ok
+
+
+def test_profile_problems_are_reasons(monitor, transit):
+    transit.key = dataclasses.replace(SAFE_KEY, exportable=True, deletion_allowed=True)
+    transit.disable_upsert = False
+    monitor.probe_metadata()
+    reasons = monitor.health().reasons
+    assert {"key_exportable", "key_deletion_allowed", "mount_upsert_enabled"} <= set(reasons)
+
+
+def test_rotation_changes_the_active_key_and_needs_a_new_deep_probe(monitor, transit):
+    monitor.probe_metadata()
+    monitor.probe_deep()
+    old = monitor.health().key_id
+    rotate(transit, 2, 1_700_000_500)
+    assert monitor.probe_metadata() is True
+    assert monitor.health().healthz == "deep_probe_pending"
+    monitor.probe_deep()
+    new = monitor.health().key_id
+    assert new != old and monitor.encrypt_version().version == 2
+    assert monitor.lookup(old).version == 1  # the old version still decrypts
+    assert monitor.probe_metadata() is False
+
+
+def test_recreated_key_fails_closed(monitor, transit):
+    """Same name, new key material: version 1 now has another creation time."""
+    monitor.probe_metadata()
+    monitor.probe_deep()
+    old_id = monitor.health().key_id
+    transit.key = dataclasses.replace(SAFE_KEY, versions={1: 1_800_000_000})
+    monitor.probe_metadata()
+    health = monitor.health()
+    assert "key_lineage_version_created_changed" in health.reasons
+    assert health.key_id == ""
+    new_id = IDENTITY.key_version(1, 1_800_000_000).key_id
+    with pytest.raises(UnknownKeyId):
+        monitor.lookup(new_id)
+    assert monitor.lookup(old_id).created_unix == 1_700_000_000
+
+
+def test_latest_version_going_backwards_fails_closed(monitor, transit):
+    rotate(transit, 2, 1_700_000_500)
+    monitor.probe_metadata()
+    transit.key = SAFE_KEY
+    monitor.probe_metadata()
+    assert "key_lineage_latest_version_decreased" in monitor.health().reasons
+
+
+def test_versions_below_min_decryption_are_not_accepted(monitor, transit):
+    transit.key = dataclasses.replace(
+        SAFE_KEY,
+        latest_version=3,
+        min_decryption_version=2,
+        versions={1: 1_700_000_000, 2: 1_700_000_100, 3: 1_700_000_200},
+    )
+    monitor.probe_metadata()
+    assert sorted(v.version for v in monitor.snapshot.versions.values()) == [2, 3]
+
+
+def test_unknown_key_id_refreshes_once_per_probe_interval(monitor, transit, clock):
+    monitor.probe_metadata()
+    transit.calls.clear()
+    unknown = IDENTITY.key_version(7, 1).key_id
+    for _ in range(5):
+        with pytest.raises(UnknownKeyId):
+            monitor.lookup(unknown)
+    assert transit.calls["read_key"] == 1
+    clock.now += 31
+    with pytest.raises(UnknownKeyId):
+        monitor.lookup(unknown)
+    assert transit.calls["read_key"] == 2
+
+
+def test_unknown_key_id_refresh_finds_a_fresh_rotation(monitor, transit):
+    monitor.probe_metadata()
+    rotate(transit, 2, 1_700_000_900)
+    fresh = IDENTITY.key_version(2, 1_700_000_900).key_id
+    assert monitor.lookup(fresh).version == 2
+
+
+def test_concurrent_unknown_lookups_share_one_refresh(monitor, transit):
+    monitor.probe_metadata()
+    transit.calls.clear()
+    transit.gate = threading.Event()
+    unknown = IDENTITY.key_version(9, 1).key_id
+    outcomes = []
+
+    def look() -> None:
+        try:
+            monitor.lookup(unknown)
+        except UnknownKeyId:
+            outcomes.append("not_found")
+
+    threads = [threading.Thread(target=look) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    transit.gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert outcomes == ["not_found"] * 20
+    assert transit.calls["read_key"] == 1
+
+
+def test_background_thread_probes_and_stops(transit):
+    monitor = StatusMonitor(
+        transit, IDENTITY, probe_interval=0.05, deep_probe_interval=0.1, max_staleness=5
+    )
+    monitor.start()
+    try:
+        deadline = threading.Event()
+        for _ in range(100):
+            if monitor.health().ok:
+                break
+            deadline.wait(0.02)
+        assert monitor.health().ok
+    finally:
+        monitor.stop()
+    calls = transit.calls["read_key"]
+    threading.Event().wait(0.2)
+    assert transit.calls["read_key"] == calls  # stopped means stopped

@@ -80,6 +80,7 @@ class EmbeddedOpenBao:
         self.binary = binary or find_bao_binary()
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="bao-kms-openbao-"))
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.port = 0
         self.cluster_port = 0
         self.root_token = secrets.token_urlsafe(24) if mode == "dev" else ""

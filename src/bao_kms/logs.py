@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 import traceback
 from typing import TextIO
@@ -49,3 +50,23 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    threading.excepthook = _log_thread_exception
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """Uncaught exceptions in threads (ours or grpcio's) become one JSON line, not a traceback.
+
+    grpcio's serving thread can raise ``ValueError: server must be started and not shutting
+    down`` when a connection event races ``Server.stop``; it is harmless, but stderr must stay
+    machine-readable and free of exception messages.
+    """
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("bao_kms.threads").warning(
+        "uncaught exception in a background thread",
+        extra={
+            "thread": args.thread.name if args.thread else "",
+            "error_type": args.exc_type.__name__,
+            "stack": "".join(traceback.format_tb(args.exc_traceback)),
+        },
+    )

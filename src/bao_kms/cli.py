@@ -236,6 +236,12 @@ def _seconds(value: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bao-kms-provider", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -253,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="live Status/Encrypt/Decrypt round trip via the socket")
     probe.add_argument("--socket", required=True)
     probe.add_argument("--timeout", type=_seconds, default=3.0, help="per call (default 3s)")
-    probe.add_argument("--rounds", type=int, default=1, help="round trips, for latency figures")
+    probe.add_argument("--rounds", type=_positive, default=1, help="round trips, for latency figures")
     probe.add_argument("--output", choices=["text", "json"], default="text")
     probe.set_defaults(func=cmd_probe)
 

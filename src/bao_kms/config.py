@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -22,7 +23,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -36,21 +39,36 @@ ENV_SOCKET = "BAO_KMS_SOCKET"
 
 DEFAULT_SOCKET = "/run/openbao-kms/kms.sock"
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_PATTERN = r"(\d+(?:\.\d+)?)(ms|s|m|h)"
+_DURATION_RE = re.compile(_DURATION_PATTERN)
+_MODE_PATTERN = r"0?[0-7]{3}"
+_MODE_RE = re.compile(_MODE_PATTERN)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(value: Any) -> float:
     """Seconds from ``500ms``/``2s``/``5m``/``1h``; bare numbers are refused as ambiguous."""
     if isinstance(value, str):
-        match = _DURATION_RE.fullmatch(value.strip())
+        match = _DURATION_RE.fullmatch(value)
         if match:
-            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            if seconds > 0:
+                return seconds
+            raise ValueError("must be a positive duration")
     raise ValueError("must be a duration such as 500ms, 2s, 5m or 1h")
 
 
+def format_duration(seconds: float) -> str:
+    """The inverse of :func:`parse_duration`, so a dumped config loads again."""
+    milliseconds = round(seconds * 1000)
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if milliseconds % size == 0:
+            return f"{milliseconds // size}{unit}"
+    return f"{milliseconds}ms"
+
+
 def _parse_mode(value: Any) -> int:
-    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value):
+    if isinstance(value, str) and _MODE_RE.fullmatch(value):
         mode = int(value, 8)
         if mode & 0o002:
             raise ValueError("must not make the socket world-writable")
@@ -66,9 +84,37 @@ def _check_label(value: str) -> str:
 
 
 def _check_address(value: str) -> str:
-    if not re.fullmatch(r"https?://[^/\s?#]+/?", value):
-        raise ValueError("must be an http:// or https:// URL with a host and optional port only")
+    parts = urllib.parse.urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("must have a numeric port from 1 to 65535") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or port == 0
+        or any(char.isspace() for char in value)
+    ):
+        raise ValueError(
+            "must be an http:// or https:// URL with a host and optional port only "
+            "(no credentials, path or query)"
+        )
     return value.rstrip("/")
+
+
+def _check_absolute(value: str) -> str:
+    if not os.path.isabs(value):
+        raise ValueError("must be an absolute path")
+    return value
+
+
+def _check_namespace(value: str) -> str:
+    return _check_label(value) if value else value
 
 
 def _check_path_segment(value: str) -> str:
@@ -77,7 +123,19 @@ def _check_path_segment(value: str) -> str:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": f"^{_DURATION_PATTERN}$"}),
+]
+SocketMode = Annotated[
+    int,
+    BeforeValidator(_parse_mode),
+    PlainSerializer(lambda mode: f"{mode:04o}", return_type=str),
+    WithJsonSchema({"type": "string", "pattern": f"^{_MODE_PATTERN}$"}),
+]
+StrictCount = Annotated[int, Field(strict=True)]
 Label = Annotated[str, AfterValidator(_check_label)]
 PathSegment = Annotated[str, AfterValidator(_check_path_segment)]
 
@@ -89,38 +147,22 @@ class _Section(BaseModel):
 
 
 class ServerConfig(_Section):
-    socket_path: str = DEFAULT_SOCKET
-    socket_mode: Annotated[int, BeforeValidator(_parse_mode)] = 0o660
+    socket_path: Annotated[str, AfterValidator(_check_absolute)] = DEFAULT_SOCKET
+    socket_mode: SocketMode = 0o660
     socket_group: str | None = None
     #: how long SIGTERM waits for in-flight calls before cancelling them
     grace_period: Duration = 10.0
     #: worker threads; each holds at most one OpenBao connection at a time
-    workers: int = Field(default=16, ge=1, le=512)
+    workers: StrictCount = Field(default=16, ge=1, le=512)
     #: calls admitted at once (running + queued); beyond it the answer is RESOURCE_EXHAUSTED
-    max_concurrent_requests: int = Field(default=1024, ge=1, le=65536)
-
-    @model_validator(mode="after")
-    def _absolute_socket(self) -> ServerConfig:
-        if not os.path.isabs(self.socket_path):
-            raise ValueError("socketPath must be an absolute path")
-        return self
+    max_concurrent_requests: StrictCount = Field(default=1024, ge=1, le=65536)
 
 
 class OpenBaoConfig(_Section):
     addresses: list[Annotated[str, AfterValidator(_check_address)]] = Field(min_length=1)
     ca_file: Path | None = None
-    namespace: str = ""
+    namespace: Annotated[str, AfterValidator(_check_namespace)] = ""
     timeout: Duration = 2.0
-
-    @model_validator(mode="after")
-    def _checked(self) -> OpenBaoConfig:
-        if self.namespace:
-            problem = label_problem(self.namespace)
-            if problem:
-                raise ValueError(f"namespace {problem}")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
-        return self
 
 
 class TokenAuthConfig(_Section):
@@ -158,15 +200,16 @@ class StatusConfig(_Section):
 
     @model_validator(mode="after")
     def _ordered(self) -> StatusConfig:
-        if min(self.probe_interval, self.deep_probe_interval, self.max_staleness) <= 0:
-            raise ValueError("intervals must be positive")
         if self.max_staleness <= self.probe_interval:
             raise ValueError("maxStaleness must be longer than probeInterval")
         return self
 
 
 class LoggingConfig(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value),
+    ] = "info"
 
 
 class Config(_Section):
@@ -189,6 +232,22 @@ class Config(_Section):
         )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys instead of keeping the last one silently
+    (a repeated identity label would change every key_id without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors(include_input=False, include_url=False):
@@ -205,7 +264,8 @@ def parse_config(document: Any, source: str = "config") -> Config:
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
     try:
-        return Config.model_validate(document)
+        # by_name=False: the file speaks camelCase only; snake_case is for Python callers
+        return Config.model_validate(document, by_alias=True, by_name=False)
     except ValidationError as error:
         raise ConfigError(f"{source} is invalid:\n{_describe(error)}") from None
 
@@ -219,11 +279,13 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         raise ConfigError(f"cannot read config file {path}: {reason}") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+        problem = getattr(error, "problem", "") or ""
+        detail = f": {problem}" if problem.startswith("duplicate key") else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}{detail}") from None
     if isinstance(document, dict):
         overrides = {ENV_SOCKET: ("server", "socketPath"), ENV_LOG_LEVEL: ("logging", "level")}
         for variable, (section, key) in overrides.items():

@@ -83,5 +83,5 @@ def run_probe(socket_path: str, *, timeout: float = 3.0, rounds: int = 1) -> Pro
             return report
         finally:
             report.latency_ms = {name: _summary(s) for name, s in timings.items() if s}
-    report.ok = True
+    report.ok = report.rounds == rounds > 0
     return report

@@ -19,7 +19,7 @@ import grpc
 from ._proto import api_pb2_grpc
 from .config import ServerConfig
 from .errors import SocketError
-from .unix_socket import prepare_socket_path, remove_socket, secure_socket
+from .unix_socket import prepare_socket_path, remove_socket, resolve_group, secure_socket
 
 log = logging.getLogger("bao_kms.server")
 
@@ -41,6 +41,9 @@ class ProviderServer:
         self._inode = 0
 
     def start(self) -> None:
+        # resolve the group first: a typo must not leave a bound socket behind
+        group = self.settings.socket_group
+        gid = resolve_group(group) if group is not None else None
         path = prepare_socket_path(self.socket_path)
         server = grpc.server(
             futures.ThreadPoolExecutor(
@@ -62,9 +65,10 @@ class ProviderServer:
         finally:
             os.umask(previous_umask)
         try:
-            self._inode = secure_socket(path, self.settings.socket_mode, self.settings.socket_group)
+            self._inode = secure_socket(path, self.settings.socket_mode, gid)
         except SocketError:
             server.stop(None)
+            path.unlink(missing_ok=True)
             raise
         server.start()
         self._server = server

@@ -32,15 +32,26 @@ def resolve_group(group: str) -> int:
         raise SocketError(f"socket group {group!r} does not exist") from None
 
 
-def _check_parent(parent: Path) -> None:
-    try:
-        info = parent.lstat()
-    except FileNotFoundError:
+def _create_directories(directory: Path) -> None:
+    """Create *directory* and any missing parents, each 0750 whatever the umask: a level left
+    world-writable would let another user swap the socket directory out from under us."""
+    missing = []
+    while not os.path.lexists(directory):
+        missing.append(directory)
+        directory = directory.parent
+    for level in reversed(missing):
         try:
-            parent.mkdir(mode=SOCKET_DIR_MODE, parents=True)
+            os.mkdir(level, SOCKET_DIR_MODE)
+            os.chmod(level, SOCKET_DIR_MODE)
+        except FileExistsError:
+            continue  # created concurrently; it is checked like any existing directory
         except OSError as error:
-            raise SocketError(f"cannot create socket directory {parent}: {error.strerror}") from None
-        info = parent.lstat()
+            raise SocketError(f"cannot create socket directory {level}: {error.strerror}") from None
+
+
+def _check_parent(parent: Path) -> None:
+    _create_directories(parent)
+    info = parent.lstat()
     if stat.S_ISLNK(info.st_mode):
         raise SocketError(f"socket directory {parent} is a symlink; refusing it")
     if not stat.S_ISDIR(info.st_mode):
@@ -88,11 +99,11 @@ def prepare_socket_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def secure_socket(path: Path, mode: int, group: str | None) -> int:
+def secure_socket(path: Path, mode: int, gid: int | None) -> int:
     """Apply the configured mode and group to a freshly bound socket; returns its inode."""
     try:
-        if group is not None:
-            os.chown(path, -1, resolve_group(group), follow_symlinks=False)
+        if gid is not None:
+            os.chown(path, -1, gid, follow_symlinks=False)
         os.chmod(path, mode)
         return path.lstat().st_ino
     except OSError as error:

@@ -1,0 +1,157 @@
+"""Real OpenBao outages: TLS trust, a sealed server, a stopped and restarted one.
+
+The same Transport (and pool) is used across each outage: the client must recover on its own
+once the server is back, without being rebuilt.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bao_kms.embedded import EmbeddedOpenBao
+from bao_kms.errors import OpenBaoRejected, OpenBaoSealed, OpenBaoUnavailable
+from bao_kms.openbao import TokenFileAuth, TransitClient, Transport, make_pool
+
+from .fakebao import RefusingAddress
+from .leaks import expect_error
+
+pytestmark = pytest.mark.timeout(60)
+
+AAD = base64.b64encode(b'{"aad_version":"v1"}').decode()
+
+
+def token_file(directory: Path, token: str) -> Path:
+    path = directory / "token"
+    path.write_text(token)
+    return path
+
+
+# --- TLS -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_bao() -> Iterator[EmbeddedOpenBao]:
+    with EmbeddedOpenBao(tls=True) as server:
+        server.setup_transit()
+        yield server
+
+
+def test_tls_with_the_ca_file(tls_bao: EmbeddedOpenBao, tmp_path: Path) -> None:
+    assert tls_bao.address.startswith("https://") and tls_bao.ca_file is not None
+    pool = make_pool(ca_file=tls_bao.ca_file)
+    try:
+        auth = TokenFileAuth(token_file(tmp_path, tls_bao.root_token))
+        client = TransitClient(Transport([tls_bao.address], auth, pool=pool), "transit", "kms")
+        plaintext = os.urandom(32)
+        assert client.decrypt(client.encrypt(plaintext, 1, AAD), AAD) == plaintext
+        assert client.health() == "ok"
+    finally:
+        pool.clear()
+
+
+def test_tls_without_the_ca_file_fails(tls_bao: EmbeddedOpenBao, tmp_path: Path) -> None:
+    pool = make_pool(ca_file=None)  # system trust does not know the dev CA
+    try:
+        auth = TokenFileAuth(token_file(tmp_path, tls_bao.root_token))
+        client = TransitClient(Transport([tls_bao.address], auth, pool=pool), "transit", "kms")
+        error = expect_error(
+            OpenBaoUnavailable, client.read_key, secrets=(tls_bao.root_token, "kms", "transit")
+        )
+        assert "TLS" in str(error)
+        expect_error(OpenBaoUnavailable, client.health)
+    finally:
+        pool.clear()
+
+
+def test_plain_http_to_the_tls_port(tls_bao: EmbeddedOpenBao, tmp_path: Path) -> None:
+    # Go answers a plain-HTTP request on a TLS port with a non-JSON 400.
+    pool = make_pool(ca_file=None)
+    try:
+        auth = TokenFileAuth(token_file(tmp_path, tls_bao.root_token))
+        address = tls_bao.address.replace("https://", "http://")
+        client = TransitClient(Transport([address], auth, pool=pool), "transit", "kms")
+        expect_error(OpenBaoRejected, client.read_key)
+    finally:
+        pool.clear()
+
+
+# --- raft: sealed, stopped, restarted --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raft_bao() -> Iterator[EmbeddedOpenBao]:
+    with EmbeddedOpenBao("raft") as server:
+        server.setup_transit()
+        yield server
+
+
+@pytest.fixture(scope="module")
+def raft_client(
+    raft_bao: EmbeddedOpenBao, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TransitClient]:
+    pool = make_pool(ca_file=None)
+    auth = TokenFileAuth(token_file(tmp_path_factory.mktemp("raft-token"), raft_bao.root_token))
+    yield TransitClient(
+        Transport([raft_bao.address], auth, pool=pool, timeout=2.0), "transit", "kms"
+    )
+    pool.clear()
+
+
+def secrets_of(bao: EmbeddedOpenBao) -> tuple[str, ...]:
+    return (bao.root_token, "kms", "transit")
+
+
+def test_sealed(raft_bao: EmbeddedOpenBao, raft_client: TransitClient) -> None:
+    plaintext = os.urandom(32)
+    ciphertext = raft_client.encrypt(plaintext, 1, AAD)
+    raft_bao.seal()
+    try:
+        error = expect_error(
+            OpenBaoSealed, raft_client.decrypt, ciphertext, AAD, secrets=secrets_of(raft_bao)
+        )
+        assert "503" in str(error)
+        expect_error(OpenBaoSealed, raft_client.encrypt, plaintext, 1, AAD)
+        expect_error(OpenBaoSealed, raft_client.read_key)
+        assert raft_client.health() == "sealed"
+    finally:
+        raft_bao.unseal()
+    assert raft_client.decrypt(ciphertext, AAD) == plaintext
+    assert raft_client.health() == "ok"
+
+
+def test_stopped_then_restarted(raft_bao: EmbeddedOpenBao, raft_client: TransitClient) -> None:
+    plaintext = os.urandom(32)
+    ciphertext = raft_client.encrypt(plaintext, 1, AAD)
+    raft_bao.stop()
+    try:
+        error = expect_error(
+            OpenBaoUnavailable, raft_client.decrypt, ciphertext, AAD, secrets=secrets_of(raft_bao)
+        )
+        assert "connect" in str(error)
+        expect_error(OpenBaoUnavailable, raft_client.health)
+    finally:
+        raft_bao.start()  # same port and storage; unsealed again by the helper
+    assert raft_client.decrypt(ciphertext, AAD) == plaintext
+    assert raft_client.encrypt(plaintext, 1, AAD).startswith(b"vault:v1:")
+    assert raft_client.health() == "ok"
+
+
+def test_failover_from_a_dead_address_to_the_real_server(
+    raft_bao: EmbeddedOpenBao, tmp_path: Path
+) -> None:
+    pool = make_pool(ca_file=None)
+    try:
+        with RefusingAddress() as dead:
+            auth = TokenFileAuth(token_file(tmp_path, raft_bao.root_token))
+            transport = Transport([dead.address, raft_bao.address], auth, pool=pool)
+            client = TransitClient(transport, "transit", "kms")
+            plaintext = os.urandom(32)
+            assert client.decrypt(client.encrypt(plaintext, 1, AAD), AAD) == plaintext
+            assert transport.preferred_address == raft_bao.address
+    finally:
+        pool.clear()

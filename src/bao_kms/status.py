@@ -44,6 +44,8 @@ from .openbao import KeyMetadata, TransitClient
 log = logging.getLogger("bao_kms.status")
 
 DEEP_PROBE_BYTES = 32
+#: reasons that only mean "the first probes have not finished yet"
+_STARTING = frozenset({"not_probed_yet", "deep_probe_pending"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,8 @@ class StatusMonitor:
             self._last_healthz = health.healthz
             if health.ok:
                 log.info("status healthy", extra={"key_id": health.key_id})
+            elif set(health.reasons) <= _STARTING:
+                log.info("status starting", extra={"reasons": list(health.reasons)})
             else:
                 log.warning("status unhealthy", extra={"reasons": list(health.reasons)})
 

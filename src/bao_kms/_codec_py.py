@@ -11,7 +11,7 @@ It covers the v1 wire formats (DESIGN §3) and the Transit bodies on the request
 * ``encrypt_request_body`` / ``decrypt_request_body`` and the two response parsers.
 
 The compiled twin has the same names, signatures, results, exception classes and messages;
-``tests/test_codec_parity.py`` holds them to that on randomized inputs. Messages never carry
+``tests/codec/test_codec_parity.py`` holds them to that on randomized inputs. Messages never carry
 plaintext, ciphertext or identity labels (they reach kube-apiserver).
 """
 
@@ -46,8 +46,6 @@ ANN_AAD_VERSION = "aad-version.kms.openbao.org"
 
 #: the plugin-version annotation is required but not compared; bound what we accept
 MAX_PLUGIN_VERSION_LENGTH = 64
-#: Transit key versions are positive 32-bit integers in practice; refuse anything longer
-MAX_VERSION_DIGITS = 10
 #: DESIGN §2: ciphertext on the wire is at most 1024 bytes
 MAX_CIPHERTEXT_LENGTH = 1024
 
@@ -63,6 +61,8 @@ _GO_JSON_ESCAPES = {
     "\n": "\\n",
     "\r": "\\r",
     "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
     "<": "\\u003c",
     ">": "\\u003e",
     "&": "\\u0026",
@@ -133,6 +133,8 @@ def build_annotations(
     plugin_version: str,
 ) -> dict[str, bytes]:
     """The EncryptResponse annotations for one key version (values are UTF-8 bytes)."""
+    if version < 1:
+        raise ValueError("Transit key version must be at least 1")
     annotations = {
         ANN_PROVIDER: PROVIDER,
         ANN_KEY_ID_HASH: hash_label(key_id),
@@ -151,6 +153,8 @@ def _annotation_text(annotations: Mapping[str, bytes], key: str) -> str:
     value = annotations.get(key)
     if value is None:
         raise InvalidAnnotations(f"annotation {key} is missing")
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidAnnotations(f"annotation {key} is not a byte string")
     try:
         return bytes(value).decode("utf-8")
     except UnicodeDecodeError:
@@ -228,6 +232,8 @@ def canonical_aad(
     version: int,
 ) -> bytes:
     """The v1 AAD: compact JSON with a fixed key order, byte-equal to the Go provider's."""
+    if version < 1:
+        raise ValueError("Transit key version must be at least 1")
     fields = [
         ("aad_version", AAD_VERSION),
         ("purpose", AAD_PURPOSE),
@@ -337,6 +343,7 @@ _KNOWN_ANNOTATIONS = frozenset(
 )
 
 __all__ = [
+    "AAD_PURPOSE",
     "AAD_VERSION",
     "ANN_AAD_VERSION",
     "ANN_KEY_HASH",
@@ -346,9 +353,12 @@ __all__ = [
     "ANN_NAMESPACE_HASH",
     "ANN_PLUGIN_VERSION",
     "ANN_PROVIDER",
+    "KEY_ID_DOMAIN",
     "KEY_ID_LENGTH",
     "KEY_ID_PREFIX",
     "MAX_CIPHERTEXT_LENGTH",
+    "MAX_PLUGIN_VERSION_LENGTH",
+    "PROVIDER",
     "build_annotations",
     "canonical_aad",
     "check_ciphertext_version",

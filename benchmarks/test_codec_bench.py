@@ -1,0 +1,121 @@
+"""Micro benchmarks of the Decrypt hot path: pure-Python twin against the compiled one.
+
+Run: ``pytest benchmarks/test_codec_bench.py --benchmark-only``. Each function is one benchmark
+group with a ``python`` and a ``cython`` entry, on inputs shaped like production traffic (a
+32-byte DEK seed, the golden identity, a real Transit response body).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import os
+import types
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from bao_kms._proto import api_pb2
+
+NO_EXTENSIONS = os.environ.get("BAO_KMS_NO_EXTENSIONS", "") not in ("", "0")
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("python", id="python"),
+        pytest.param("cython", id="cython", marks=pytest.mark.compiled),
+    ],
+)
+def codec(request: pytest.FixtureRequest) -> ModuleType:
+    if request.param == "python":
+        return importlib.import_module("bao_kms._codec_py")
+    if NO_EXTENSIONS:
+        pytest.skip("BAO_KMS_NO_EXTENSIONS is set")
+    return importlib.import_module("bao_kms._fast._codec")
+
+
+@pytest.fixture(scope="module")
+def inputs(codec: ModuleType) -> dict[str, Any]:
+    key_id = codec.derive_key_id(
+        "openbao-kms-workload-a",
+        "workload-a",
+        "bao-prod-a",
+        "",
+        "transit-prod-primary",
+        "01HXEXAMPLEKEYLINEAGEID",
+        3,
+        1715803200,
+    )
+    expected = codec.build_annotations(
+        key_id, "", "transit-prod-primary", "01HXEXAMPLEKEYLINEAGEID", 3, "v0.1.0"
+    )
+    aad = codec.canonical_aad(
+        "openbao-kms-workload-a",
+        "workload-a",
+        "bao-prod-a",
+        "",
+        "transit-prod-primary",
+        "01HXEXAMPLEKEYLINEAGEID",
+        key_id,
+        3,
+    )
+    seed = bytes(range(32))
+    response = {
+        "request_id": "6f1c1f0a-3a5e-4c3e-9d55-0b8a3f0f5b8e",
+        "lease_id": "",
+        "renewable": False,
+        "lease_duration": 0,
+        "data": {"plaintext": base64.b64encode(seed).decode()},
+        "wrap_info": None,
+        "warnings": None,
+        "auth": None,
+    }
+    return {
+        "key_id": key_id,
+        # as the request carries them (a fresh dict) and as KeyVersion holds them (a proxy)
+        "annotations": dict(expected),
+        "expected": types.MappingProxyType(expected),
+        "associated_data": codec.transit_aad(aad),
+        "ciphertext": b"vault:v3:" + base64.b64encode(bytes(60)),
+        "decrypt_response": json.dumps(response).encode(),
+    }
+
+
+def test_match_annotations(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
+    benchmark.group = "match_annotations (7-key dict)"
+    assert benchmark(codec.match_annotations, inputs["annotations"], inputs["expected"]) is None
+
+
+def test_match_annotations_protobuf(
+    benchmark: Any, codec: ModuleType, inputs: dict[str, Any]
+) -> None:
+    """The production input: the request's protobuf map container (every read is a lookup)."""
+    benchmark.group = "match_annotations (protobuf map, 7 keys)"
+    request = api_pb2.DecryptRequest(annotations=inputs["annotations"])
+    assert benchmark(codec.match_annotations, request.annotations, inputs["expected"]) is None
+
+
+def test_check_ciphertext_version(
+    benchmark: Any, codec: ModuleType, inputs: dict[str, Any]
+) -> None:
+    benchmark.group = "check_ciphertext_version"
+    assert benchmark(codec.check_ciphertext_version, inputs["ciphertext"], 3) is None
+
+
+def test_decrypt_request_body(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
+    benchmark.group = "decrypt_request_body"
+    body = benchmark(codec.decrypt_request_body, inputs["ciphertext"], inputs["associated_data"])
+    assert json.loads(body)["associated_data"] == inputs["associated_data"]
+
+
+def test_parse_decrypt_response(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
+    benchmark.group = "parse_decrypt_response"
+    assert benchmark(codec.parse_decrypt_response, inputs["decrypt_response"]) == bytes(range(32))
+
+
+def test_parse_key_id(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
+    benchmark.group = "parse_key_id"
+    assert len(benchmark(codec.parse_key_id, inputs["key_id"])) == 32

@@ -6,10 +6,21 @@ import collections
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
+
+from bao_kms.embedded import EmbeddedOpenBao
+
+GOLDEN_IDENTITY = {
+    "providerName": "openbao-kms-workload-a",
+    "clusterId": "workload-a",
+    "openbaoInstanceId": "bao-prod-a",
+    "transitMountId": "transit-prod-primary",
+    "keyLineageId": "01HXEXAMPLEKEYLINEAGEID",
+}
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
@@ -45,3 +56,28 @@ class CountingPool(urllib3.PoolManager):
     def reset(self) -> None:
         with self._lock:
             self.paths.clear()
+
+
+def provider_document(
+    server: EmbeddedOpenBao,
+    token_file: Path,
+    socket_path: Path,
+    *,
+    mount: str = "transit",
+    key: str = "kms",
+    identity: dict[str, str] | None = None,
+    status: dict[str, str] | None = None,
+    ca_file: Path | None = None,
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "server": {"socketPath": str(socket_path), "gracePeriod": "5s"},
+        "openbao": {"addresses": [server.address], "timeout": "2s"},
+        "auth": {"method": "token", "token": {"file": str(token_file)}},
+        "identity": identity or GOLDEN_IDENTITY,
+        "transit": {"mountPath": mount, "keyName": key},
+        "status": status
+        or {"probeInterval": "300ms", "deepProbeInterval": "1m", "maxStaleness": "5s"},
+    }
+    if ca_file is not None:
+        document["openbao"]["caFile"] = str(ca_file)
+    return document

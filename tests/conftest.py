@@ -15,21 +15,12 @@ from typing import Any
 
 import pytest
 
+from _support import CountingPool, provider_document, wait_for
 from bao_kms.client import KmsClient
 from bao_kms.config import Config, parse_config
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.manifests import openbao_policy
 from bao_kms.provider import Provider
-
-from _support import CountingPool, wait_for
-
-GOLDEN_IDENTITY = {
-    "providerName": "openbao-kms-workload-a",
-    "clusterId": "workload-a",
-    "openbaoInstanceId": "bao-prod-a",
-    "transitMountId": "transit-prod-primary",
-    "keyLineageId": "01HXEXAMPLEKEYLINEAGEID",
-}
 
 
 @pytest.fixture
@@ -61,31 +52,6 @@ def fresh_key(openbao: EmbeddedOpenBao) -> Callable[..., tuple[str, str]]:
         return mount, "kms"
 
     return make
-
-
-def provider_document(
-    server: EmbeddedOpenBao,
-    token_file: Path,
-    socket_path: Path,
-    *,
-    mount: str = "transit",
-    key: str = "kms",
-    identity: dict[str, str] | None = None,
-    status: dict[str, str] | None = None,
-    ca_file: Path | None = None,
-) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "server": {"socketPath": str(socket_path), "gracePeriod": "5s"},
-        "openbao": {"addresses": [server.address], "timeout": "2s"},
-        "auth": {"method": "token", "token": {"file": str(token_file)}},
-        "identity": identity or GOLDEN_IDENTITY,
-        "transit": {"mountPath": mount, "keyName": key},
-        "status": status
-        or {"probeInterval": "300ms", "deepProbeInterval": "1m", "maxStaleness": "5s"},
-    }
-    if ca_file is not None:
-        document["openbao"]["caFile"] = str(ca_file)
-    return document
 
 
 class RunningProvider:

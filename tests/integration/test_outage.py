@@ -7,9 +7,8 @@ import os
 import grpc
 import pytest
 
-from bao_kms.embedded import EmbeddedOpenBao
-
 from _support import wait_for
+from bao_kms.embedded import EmbeddedOpenBao
 
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(240)]
 

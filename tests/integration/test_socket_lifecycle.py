@@ -15,14 +15,12 @@ import grpc
 import pytest
 import yaml
 
+from _support import provider_document, wait_for
 from bao_kms.client import KmsClient
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.errors import SocketError
 from bao_kms.manifests import openbao_policy
 from bao_kms.provider import Provider
-
-from _support import wait_for
-from conftest import provider_document
 
 pytestmark = pytest.mark.openbao
 

@@ -14,7 +14,7 @@ from bao_kms.identity import Identity
 
 pytestmark = pytest.mark.openbao
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "key-aad-golden-v1.json"
+VECTORS = Path(__file__).resolve().parents[1] / "codec" / "key-aad-golden-v1.json"
 FQDN = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
 
 

@@ -7,29 +7,12 @@ Problem names are stable, secret-free words used as Status reasons and metric la
 
 from __future__ import annotations
 
-from typing import Protocol
-from collections.abc import Mapping
+from .openbao.key_metadata import KeyMetadata
 
 SUPPORTED_KEY_TYPE = "aes256-gcm96"
 
 
-class KeyFacts(Protocol):
-    """What the check reads from Transit key metadata (``openbao.KeyMetadata`` has it)."""
-
-    type: str
-    derived: bool
-    convergent_encryption: bool
-    exportable: bool
-    allow_plaintext_backup: bool
-    deletion_allowed: bool
-    soft_deleted: bool
-    latest_version: int
-    min_decryption_version: int
-    min_encryption_version: int
-    versions: Mapping[int, int]
-
-
-def key_profile_problems(key: KeyFacts, disable_upsert: bool) -> list[str]:
+def key_profile_problems(key: KeyMetadata, disable_upsert: bool) -> list[str]:
     """Every way *key* (and its mount's ``disable_upsert``) departs from the safe profile."""
     problems = []
     if key.type != SUPPORTED_KEY_TYPE:

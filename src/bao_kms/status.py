@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -281,19 +282,34 @@ class StatusMonitor:
             if self._wake.is_set():
                 self._wake.clear()
                 next_metadata = next_deep = now
-            if now >= next_metadata:
-                if self.probe_metadata():
-                    next_deep = now  # a new active key is proven before Status reports it
-                failed = self._snapshot.metadata_at is None or bool(
-                    self._snapshot.metadata_problems
+            try:
+                next_metadata, next_deep = self._tick(now, next_metadata, next_deep)
+            except Exception as error:  # noqa: BLE001 - a bug must not end the probes
+                # Fail closed at once (not only after maxStaleness) and keep probing: the next
+                # round may well succeed, and a dead probe thread would never recover.
+                log.error(
+                    "probe failed with a bug",
+                    extra={
+                        "error_type": type(error).__name__,
+                        "stack": "".join(traceback.format_tb(error.__traceback__)),
+                    },
                 )
-                next_metadata = now + (self._retry_interval if failed else self._probe_interval)
-            if now >= next_deep and self._snapshot.active is not None:
-                self.probe_deep()
-                deep_failed = not self._snapshot.deep_key_id
-                next_deep = now + (
-                    self._retry_interval if deep_failed else self._deep_probe_interval
-                )
-            elif now >= next_deep:
-                next_deep = next_metadata
+                self._publish(metadata_problems=("probe_failed",), deep_key_id="")
+                next_metadata = next_deep = now + self._retry_interval
             self._wake.wait(max(0.0, min(next_metadata, next_deep) - self._clock()))
+
+    def _tick(self, now: float, next_metadata: float, next_deep: float) -> tuple[float, float]:
+        """Run whichever probes are due; return when each is due next."""
+        if now >= next_metadata:
+            if self.probe_metadata():
+                next_deep = now  # a new active key is proven before Status reports it
+            snap = self._snapshot
+            failed = snap.metadata_at is None or bool(snap.metadata_problems)
+            next_metadata = now + (self._retry_interval if failed else self._probe_interval)
+        if now >= next_deep and self._snapshot.active is not None:
+            self.probe_deep()
+            deep_failed = not self._snapshot.deep_key_id
+            next_deep = now + (self._retry_interval if deep_failed else self._deep_probe_interval)
+        elif now >= next_deep:
+            next_deep = next_metadata
+        return next_metadata, next_deep

@@ -295,3 +295,32 @@ def test_background_thread_probes_and_stops(transit):
     calls = transit.calls["read_key"]
     threading.Event().wait(0.2)
     assert transit.calls["read_key"] == calls  # stopped means stopped
+
+
+def test_a_bug_in_a_probe_fails_closed_and_probing_goes_on(transit):
+    monitor = StatusMonitor(
+        transit, IDENTITY, probe_interval=0.05, deep_probe_interval=0.1, max_staleness=60,
+        retry_interval=0.05,
+    )
+    monitor.start()
+    try:
+        for _ in range(200):
+            if monitor.health().ok:
+                break
+            threading.Event().wait(0.01)
+        assert monitor.health().ok
+        transit.failure = ZeroDivisionError("a bug, not an OpenBao error")
+        for _ in range(200):
+            if "probe_failed" in monitor.health().reasons:
+                break
+            threading.Event().wait(0.01)
+        assert monitor.health().reasons[0] == "probe_failed"
+        assert monitor.health().key_id == ""
+        transit.failure = None
+        for _ in range(200):
+            if monitor.health().ok:
+                break
+            threading.Event().wait(0.01)
+        assert monitor.health().ok  # the thread survived and recovered
+    finally:
+        monitor.stop()

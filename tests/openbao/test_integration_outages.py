@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.errors import OpenBaoRejected, OpenBaoSealed, OpenBaoUnavailable
 from bao_kms.openbao import TokenFileAuth, TransitClient, Transport, make_pool
+from bao_kms.openbao.breaker import CircuitBreaker, CircuitOpen
 
 from .fakebao import RefusingAddress
 from .leaks import expect_error
@@ -96,8 +98,13 @@ def raft_client(
 ) -> Iterator[TransitClient]:
     pool = make_pool(ca_file=None)
     auth = TokenFileAuth(token_file(tmp_path_factory.mktemp("raft-token"), raft_bao.root_token))
+    # These tests classify each failure, so the breaker must not turn the later ones into
+    # fail-fast answers; test_breaker_* below covers the breaker against this server.
+    never_trips = CircuitBreaker(threshold=1_000_000)
     yield TransitClient(
-        Transport([raft_bao.address], auth, pool=pool, timeout=2.0), "transit", "kms"
+        Transport([raft_bao.address], auth, pool=pool, timeout=2.0, breaker=never_trips),
+        "transit",
+        "kms",
     )
     pool.clear()
 
@@ -139,6 +146,33 @@ def test_stopped_then_restarted(raft_bao: EmbeddedOpenBao, raft_client: TransitC
     assert raft_client.decrypt(ciphertext, AAD) == plaintext
     assert raft_client.encrypt(plaintext, 1, AAD).startswith(b"vault:v1:")
     assert raft_client.health() == "ok"
+
+
+def test_breaker_fails_fast_while_openbao_is_down_then_recovers(
+    raft_bao: EmbeddedOpenBao, tmp_path: Path
+) -> None:
+    pool = make_pool(ca_file=None)
+    breaker = CircuitBreaker(threshold=3, open_for=0.5)
+    auth = TokenFileAuth(token_file(tmp_path, raft_bao.root_token))
+    client = TransitClient(
+        Transport([raft_bao.address], auth, pool=pool, timeout=2.0, breaker=breaker),
+        "transit",
+        "kms",
+    )
+    plaintext = os.urandom(32)
+    ciphertext = client.encrypt(plaintext, 1, AAD)
+    raft_bao.stop()
+    try:
+        for _ in range(3):
+            expect_error(OpenBaoUnavailable, client.decrypt, ciphertext, AAD)
+        assert breaker.state == "open"
+        expect_error(CircuitOpen, client.decrypt, ciphertext, AAD)
+    finally:
+        raft_bao.start()
+    time.sleep(0.6)
+    assert client.decrypt(ciphertext, AAD) == plaintext  # the trial succeeds and closes it
+    assert breaker.state == "closed"
+    pool.clear()
 
 
 def test_failover_from_a_dead_address_to_the_real_server(

@@ -7,8 +7,9 @@ safe to show kube-apiserver: a category and at most an HTTP status or a key vers
 from __future__ import annotations
 
 from .auth import TokenFileAuth
+from .breaker import CircuitBreaker
 from .key_metadata import KeyMetadata
 from .transit import TransitClient
 from .transport import Transport, make_pool
 
-__all__ = ["KeyMetadata", "TokenFileAuth", "TransitClient", "Transport", "make_pool"]
+__all__ = ["CircuitBreaker", "KeyMetadata", "TokenFileAuth", "TransitClient", "Transport", "make_pool"]

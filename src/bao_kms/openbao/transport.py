@@ -19,6 +19,7 @@ from urllib3 import exceptions as urllib3_errors
 from ..errors import ConfigError, DeadlineExceeded, KmsError, OpenBaoUnavailable
 from . import _status
 from .auth import TokenFileAuth
+from .breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Transport:
         namespace: str = "",
         timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not addresses:
             raise ValueError("at least one OpenBao address is required")
@@ -69,6 +71,7 @@ class Transport:
         self.timeout = timeout
         self._pool = pool
         self._clock = clock
+        self.breaker = breaker or CircuitBreaker(clock=clock)
         # Index of the last address that answered. A plain int attribute: reads and writes are
         # atomic, and a lost update between racing threads only costs one extra failover.
         self._preferred = 0
@@ -89,6 +92,43 @@ class Transport:
         accept: Collection[int] = (),
         anonymous: bool = False,
         root_namespace: bool = False,
+    ) -> bytes:
+        """:meth:`_request` behind the circuit breaker (every address failing counts once)."""
+        self.breaker.before_request()
+        try:
+            answer = self._request(
+                method,
+                path,
+                body,
+                deadline=deadline,
+                classify_400=classify_400,
+                accept=accept,
+                anonymous=anonymous,
+                root_namespace=root_namespace,
+            )
+        except OpenBaoUnavailable:
+            self.breaker.record_failure()
+            raise
+        except DeadlineExceeded:
+            self.breaker.record_inconclusive()
+            raise
+        except KmsError:
+            self.breaker.record_success()  # OpenBao answered; it refused this request
+            raise
+        self.breaker.record_success()
+        return answer
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        *,
+        deadline: float | None,
+        classify_400: Callable[[bytes], KmsError] | None,
+        accept: Collection[int],
+        anonymous: bool,
+        root_namespace: bool,
     ) -> bytes:
         """The body of a 2xx answer to ``<method> /v1/<path>``; a provider error otherwise.
 

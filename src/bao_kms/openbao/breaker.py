@@ -1,0 +1,87 @@
+"""A circuit breaker in front of OpenBao: fail fast while it is down.
+
+When OpenBao hangs (a partition, a stuck leader), every request would hold a gRPC worker for
+the whole OpenBao timeout, and a cold-start Decrypt burst would fill the queue with calls that
+are all going to fail. After ``threshold`` consecutive failures the breaker *opens*: requests
+fail at once with ``OpenBaoUnavailable`` for ``open_for`` seconds. Then it lets exactly one
+trial request through (*half-open*); its success closes the breaker, its failure re-opens it.
+
+Only unavailability counts (connection, TLS, timeout, 5xx, sealed): a 4xx means OpenBao is up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from ..errors import OpenBaoUnavailable
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class CircuitOpen(OpenBaoUnavailable):
+    """OpenBao failed repeatedly; requests fail fast until the next trial."""
+
+    reason = "openbao_unavailable"
+
+
+class CircuitBreaker:
+    """Thread-safe; the clock is injected so tests can step time."""
+
+    def __init__(
+        self,
+        threshold: int = 3,
+        open_for: float = 5.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if threshold < 1 or open_for <= 0:
+            raise ValueError("threshold must be at least 1 and open_for positive")
+        self.threshold = threshold
+        self.open_for = open_for
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at = 0.0
+        self._state = CLOSED
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def before_request(self) -> None:
+        """Raise CircuitOpen unless this request may go to OpenBao."""
+        if self._state == CLOSED:  # the common case, without the lock
+            return
+        with self._lock:
+            if self._state == CLOSED:
+                return
+            if self._state == OPEN and self._clock() - self._opened_at >= self.open_for:
+                self._state = HALF_OPEN  # this caller is the one trial
+                return
+        raise CircuitOpen("OpenBao is unavailable (failing fast after repeated failures)")
+
+    def record_success(self) -> None:
+        if self._state == CLOSED and not self._failures:
+            return
+        with self._lock:
+            self._failures = 0
+            self._state = CLOSED
+
+    def record_inconclusive(self) -> None:
+        """The request ended without an answer either way (the caller's deadline passed): a
+        trial in flight is over, so re-open and allow another one later."""
+        if self._state != HALF_OPEN:
+            return
+        with self._lock:
+            if self._state == HALF_OPEN:
+                self._state = OPEN
+                self._opened_at = self._clock()
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._state == HALF_OPEN or self._failures >= self.threshold:
+                self._state = OPEN
+                self._opened_at = self._clock()

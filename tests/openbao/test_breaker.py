@@ -1,0 +1,95 @@
+"""The circuit breaker: its state machine on a manual clock, and in front of a real transport."""
+
+from __future__ import annotations
+
+import pytest
+
+from bao_kms.errors import DeadlineExceeded, OpenBaoRejected, OpenBaoUnavailable
+from bao_kms.openbao.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
+
+from .fakebao import Reply
+
+
+def test_opens_after_threshold_consecutive_failures(clock):
+    breaker = CircuitBreaker(3, 5.0, clock=clock)
+    for _ in range(2):
+        breaker.before_request()
+        breaker.record_failure()
+    breaker.record_success()  # a success in between resets the count
+    for _ in range(2):
+        breaker.record_failure()
+    assert breaker.state == CLOSED
+    breaker.record_failure()
+    assert breaker.state == OPEN
+    with pytest.raises(CircuitOpen):
+        breaker.before_request()
+
+
+def test_half_open_lets_exactly_one_trial_through(clock):
+    breaker = CircuitBreaker(1, 5.0, clock=clock)
+    breaker.record_failure()
+    clock.advance(4.9)
+    with pytest.raises(CircuitOpen):
+        breaker.before_request()
+    clock.advance(0.1)
+    breaker.before_request()  # the trial
+    assert breaker.state == HALF_OPEN
+    with pytest.raises(CircuitOpen):
+        breaker.before_request()  # everyone else still fails fast
+    breaker.record_success()
+    assert breaker.state == CLOSED
+    breaker.before_request()
+
+
+def test_failed_or_inconclusive_trial_reopens(clock):
+    breaker = CircuitBreaker(1, 5.0, clock=clock)
+    breaker.record_failure()
+    clock.advance(5)
+    breaker.before_request()
+    breaker.record_failure()
+    assert breaker.state == OPEN
+    clock.advance(5)
+    breaker.before_request()
+    breaker.record_inconclusive()  # the caller's deadline ended the trial
+    assert breaker.state == OPEN
+    with pytest.raises(CircuitOpen):
+        breaker.before_request()
+
+
+def test_circuit_open_is_unavailable():
+    assert issubclass(CircuitOpen, OpenBaoUnavailable)
+
+
+def test_transport_fails_fast_when_open_and_recovers(make_transport, fake, clock):
+    breaker = CircuitBreaker(3, 5.0, clock=clock)
+    transport = make_transport(fake.address, breaker=breaker, clock=clock)
+    fake.reply(Reply(500))
+    for _ in range(3):
+        with pytest.raises(OpenBaoUnavailable):
+            transport.request("GET", "transit/keys/kms")
+    assert len(fake.requests) == 3
+    with pytest.raises(CircuitOpen):
+        transport.request("GET", "transit/keys/kms")
+    assert len(fake.requests) == 3  # failed fast: nothing sent
+    fake.reply(Reply(200, {"data": {}}))
+    clock.advance(5)
+    assert transport.request("GET", "transit/keys/kms") == b'{"data":{}}'
+    assert breaker.state == CLOSED
+
+
+def test_refusals_do_not_open_the_breaker(make_transport, fake, clock):
+    breaker = CircuitBreaker(2, 5.0, clock=clock)
+    transport = make_transport(fake.address, breaker=breaker, clock=clock)
+    fake.reply(Reply(404))
+    for _ in range(5):
+        with pytest.raises(OpenBaoRejected):
+            transport.request("GET", "transit/keys/kms")
+    assert breaker.state == CLOSED
+
+
+def test_deadline_does_not_count_as_a_failure(make_transport, fake, clock):
+    breaker = CircuitBreaker(1, 5.0, clock=clock)
+    transport = make_transport(fake.address, breaker=breaker, clock=clock)
+    with pytest.raises(DeadlineExceeded):
+        transport.request("GET", "transit/keys/kms", deadline=clock() - 1)
+    assert breaker.state == CLOSED

@@ -68,9 +68,10 @@ def provider_document(
     identity: dict[str, str] | None = None,
     status: dict[str, str] | None = None,
     ca_file: Path | None = None,
+    server_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "server": {"socketPath": str(socket_path), "gracePeriod": "5s"},
+        "server": {"socketPath": str(socket_path), "gracePeriod": "5s", **(server_settings or {})},
         "openbao": {"addresses": [server.address], "timeout": "2s"},
         "auth": {"method": "token", "token": {"file": str(token_file)}},
         "identity": identity or GOLDEN_IDENTITY,

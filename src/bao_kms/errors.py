@@ -100,6 +100,12 @@ class OpenBaoSealed(OpenBaoUnavailable):
     reason = "openbao_sealed"
 
 
+class OpenBaoCircuitOpen(OpenBaoUnavailable):
+    """OpenBao failed repeatedly; calls fail fast until the breaker's next trial."""
+
+    reason = "openbao_circuit_open"
+
+
 class OpenBaoBadResponse(OpenBaoUnavailable):
     """OpenBao answered with something this provider cannot understand."""
 

@@ -19,16 +19,18 @@ import grpc
 
 from . import _codec
 from ._proto import api_pb2, api_pb2_grpc
-from .errors import InvalidRequest, OpenBaoBadResponse, grpc_status
+from .errors import InvalidAnnotations, InvalidRequest, grpc_status
 from .openbao import TransitClient
 from .status import StatusMonitor
 
 log = logging.getLogger("bao_kms.service")
 
 KMS_API_VERSION = "v2"
-#: KMS v2 encrypts 32-byte DEK seeds; leave room for other DEK sizes, refuse bulk data
-MAX_PLAINTEXT = 64 * 1024
 MAX_CIPHERTEXT = _codec.MAX_CIPHERTEXT_LENGTH
+#: The largest plaintext whose Transit ciphertext still fits kube-apiserver's 1024 bytes:
+#: "vault:v<10 digits>:" (18) + base64 of 12-byte nonce + plaintext + 16-byte tag.
+#: KMS v2 sends 32-byte DEK seeds; anything larger than this could never be stored.
+MAX_PLAINTEXT = (MAX_CIPHERTEXT - 18) // 4 * 3 - 28
 MAX_KEY_ID = 1024
 MAX_UID = 256
 MAX_ANNOTATIONS_SIZE = 32 * 1024
@@ -115,15 +117,13 @@ class KeyManagementServicer(api_pb2_grpc.KeyManagementServiceServicer):
         _check_length("plaintext", request.plaintext, MAX_PLAINTEXT, required=True)
         _check_length("uid", request.uid, MAX_UID, required=False)
         active = self._monitor.encrypt_version()
+        # parse_encrypt_response refuses a ciphertext over MAX_CIPHERTEXT or of another version
         ciphertext = self._transit.encrypt(
             request.plaintext,
             active.version,
             active.associated_data,
             deadline=_deadline(context, self._clock),
         )
-        if len(ciphertext) > MAX_CIPHERTEXT:
-            # kube-apiserver would refuse it; better to fail here, loudly, than store nothing
-            raise OpenBaoBadResponse(f"Transit returned a ciphertext over {MAX_CIPHERTEXT} bytes")
         return api_pb2.EncryptResponse(
             ciphertext=ciphertext, key_id=active.key_id, annotations=active.annotations
         )
@@ -136,10 +136,24 @@ class KeyManagementServicer(api_pb2_grpc.KeyManagementServiceServicer):
         _check_length("uid", request.uid, MAX_UID, required=False)
         _check_annotations_size(request.annotations)
         _codec.parse_key_id(request.key_id)
-        version = self._monitor.lookup(request.key_id)
+        deadline = _deadline(context, self._clock)
+        version = self._monitor.known(request.key_id)
+        if version is None:
+            _check_consistent(request)
+            version = self._monitor.lookup(request.key_id, deadline=deadline)
         _codec.match_annotations(request.annotations, version.annotations)
         _codec.check_ciphertext_version(request.ciphertext, version.version)
         plaintext = self._transit.decrypt(
-            request.ciphertext, version.associated_data, deadline=_deadline(context, self._clock)
+            request.ciphertext, version.associated_data, deadline=deadline
         )
         return api_pb2.DecryptResponse(plaintext=plaintext)
+
+
+def _check_consistent(request: api_pb2.DecryptRequest) -> None:
+    """Before an unknown key_id may cost an OpenBao read, the request must at least agree with
+    itself: well-formed annotations that hash this key_id and name the ciphertext's version."""
+    annotated_version = _codec.parse_annotations(request.annotations)
+    key_id_hash = _codec.hash_label(request.key_id).encode("ascii")
+    if bytes(request.annotations[_codec.ANN_KEY_ID_HASH]) != key_id_hash:
+        raise InvalidAnnotations(f"annotation {_codec.ANN_KEY_ID_HASH} does not match the key_id")
+    _codec.check_ciphertext_version(request.ciphertext, annotated_version)

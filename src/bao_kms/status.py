@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .errors import (
+    DeadlineExceeded,
     KmsError,
     NotReady,
     OpenBaoBadResponse,
@@ -116,6 +117,8 @@ class StatusMonitor:
         self._publish_lock = threading.Lock()  # probes and lookup refreshes both publish
         self._refresh_lock = threading.Lock()  # single flight for unknown-key_id refreshes
         self._last_unknown_refresh = -float("inf")
+        self._refresh_error: KmsError | None = None
+        self._probe_lock = threading.Lock()
         self._created: dict[int, int] = {}  # every version's creation time ever seen
         self._highest_latest = 0
         self._stop = threading.Event()
@@ -142,7 +145,8 @@ class StatusMonitor:
         if snap.active is None and not reasons:
             reasons.append("no_active_key")
         ok = not reasons
-        return Health(ok, tuple(reasons), snap.active.key_id if ok else "", age)
+        unique = tuple(dict.fromkeys(reasons))
+        return Health(ok, unique, snap.active.key_id if ok else "", age)
 
     def encrypt_version(self) -> KeyVersion:
         """The version Encrypt must use; NotReady unless Status would say ``ok`` right now."""
@@ -152,33 +156,88 @@ class StatusMonitor:
             raise NotReady(f"the KMS provider is not healthy ({health.healthz})")
         return snap.active
 
-    def lookup(self, key_id: str) -> KeyVersion:
+    def known(self, key_id: str) -> KeyVersion | None:
+        """The version *key_id* names, from memory only (None when unknown)."""
+        return self._snapshot.versions.get(key_id)
+
+    def lookup(self, key_id: str, *, deadline: float | None = None) -> KeyVersion:
         """The version a well-formed key_id names; UnknownKeyId after at most one refresh.
 
-        An unknown key_id may be a version rotated in since the last probe, so one metadata
-        refresh is allowed per probe interval, shared by every caller that waits for it: a
-        burst of bogus key_ids cannot turn into a burst of OpenBao reads.
+        An unknown key_id may be a version rotated in since the last probe (another
+        control-plane node saw it first), so one metadata read is allowed per probe interval,
+        shared by every caller that waits for it: a burst of bogus key_ids cannot become a
+        burst of OpenBao reads. The read only *adds* versions for Decrypt; health and the
+        active key stay the probe thread's to decide, which it is woken to do.
         """
         found = self._snapshot.versions.get(key_id)
         if found is not None:
             return found
-        with self._refresh_lock:
+        wait = -1.0 if deadline is None else deadline - self._clock()
+        if deadline is not None and wait <= 0:
+            raise DeadlineExceeded("deadline passed before the key_id could be looked up")
+        if not self._refresh_lock.acquire(timeout=wait):
+            raise DeadlineExceeded("deadline passed while waiting for a key refresh")
+        try:
             found = self._snapshot.versions.get(key_id)
             if found is not None:
                 return found
             now = self._clock()
             if now - self._last_unknown_refresh >= self._probe_interval:
-                self._last_unknown_refresh = now
-                self.probe_metadata()
+                self._refresh_versions(now, deadline)
                 found = self._snapshot.versions.get(key_id)
                 if found is not None:
                     return found
+            elif self._refresh_error is not None:
+                # The last refresh could not reach OpenBao: "unknown" is not established.
+                raise type(self._refresh_error)(str(self._refresh_error))
+        finally:
+            self._refresh_lock.release()
         raise UnknownKeyId("key_id does not name a key version this provider knows")
+
+    def _refresh_versions(self, now: float, deadline: float | None) -> None:
+        """Read the key once (caller holds the refresh lock) and merge new versions."""
+        previous = self._last_unknown_refresh
+        self._last_unknown_refresh = now
+        try:
+            key = self._transit.read_key(deadline=deadline)
+        except DeadlineExceeded:
+            self._last_unknown_refresh = previous  # this caller ran out of time; not a verdict
+            raise
+        except KmsError as error:
+            self._refresh_error = error
+            raise
+        self._refresh_error = None
+        if self._merge_versions(key):
+            self._wake.set()  # a new version: let the probes judge it (and maybe promote it)
+
+    def _merge_versions(self, key: KeyMetadata) -> bool:
+        """Add decryptable versions not yet known, where the lineage agrees; True if any."""
+        with self._publish_lock:
+            if key.latest_version < self._highest_latest:
+                return False  # history went backwards: the metadata probe will say so
+            snap = self._snapshot
+            known = {version.version for version in snap.versions.values()}
+            versions = dict(snap.versions)
+            for version, created in key.versions.items():
+                if version < key.min_decryption_version or version in known:
+                    continue
+                if self._created.setdefault(version, created) != created:
+                    continue  # re-created key material under a known version number
+                added = self._identity.key_version(version, created)
+                versions[added.key_id] = added
+            if len(versions) == len(snap.versions):
+                return False
+            self._snapshot = dataclasses.replace(snap, versions=MappingProxyType(versions))
+            return True
 
     # --- probes ---------------------------------------------------------------------------------
 
     def probe_metadata(self) -> bool:
         """Read key metadata and publish; True when the active key_id changed."""
+        with self._probe_lock:  # one probe at a time, so results publish in the order read
+            return self._probe_metadata()
+
+    def _probe_metadata(self) -> bool:
         try:
             key = self._transit.read_key()
             disable_upsert = self._transit.read_keys_config()

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from bao_kms import _codec
+from bao_kms.identity import Identity
 
 pytestmark = pytest.mark.openbao
 
@@ -117,23 +118,36 @@ def test_tampered_ciphertext_body_fails_authentication_at_openbao(sealed_object)
     assert running.pool.count("decrypt") == 1
 
 
-def test_unknown_key_id_is_not_found_with_at_most_one_refresh(sealed_object):
-    running, encrypted, _ = sealed_object
-    unknown = _codec.derive_key_id("other", "c", "i", "", "m", "l", 1, 1)
-    annotations = dict(encrypted.annotations)
-    call = lambda: running.client.decrypt(encrypted.ciphertext, unknown, annotations)  # noqa: E731
+def test_unknown_key_id_is_not_found_after_exactly_one_refresh(start_provider):
+    running = start_provider(
+        status={"probeInterval": "1h", "deepProbeInterval": "1h", "maxStaleness": "2h"}
+    )
+    encrypted = running.client.encrypt(os.urandom(32))
+    running.pool.reset()
+    # a self-consistent request for a key version nobody has: as a rotation would look
+    other = Identity("other", "c", "i", "", "m", "l").key_version(1, 1)
+    call = lambda: running.client.decrypt(encrypted.ciphertext, other.key_id, other.annotations)  # noqa: E731
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(lambda _: _code(call), range(64)))
     assert set(codes) == {grpc.StatusCode.NOT_FOUND}
     assert running.pool.count("decrypt") == running.pool.count("encrypt") == 0
-    # one single-flight refresh (key + config/keys) for the whole burst
-    assert running.pool.count("keys") <= 2
+    assert running.pool.count("transit/keys/kms") == 1  # one shared refresh for the burst
+
+
+def test_unknown_key_id_with_inconsistent_annotations_never_reaches_openbao(sealed_object):
+    running, encrypted, _ = sealed_object
+    unknown = _codec.derive_key_id("other", "c", "i", "", "m", "l", 1, 1)
+    call = lambda: running.client.decrypt(encrypted.ciphertext, unknown, encrypted.annotations)  # noqa: E731
+    assert _code(call) is INVALID
+    assert running.pool.count() == 0
 
 
 def test_request_limits(sealed_object):
     running, encrypted, _ = sealed_object
     assert _code(lambda: running.client.encrypt(b"")) is INVALID
-    assert _code(lambda: running.client.encrypt(b"x" * (64 * 1024 + 1))) is INVALID
+    assert _code(lambda: running.client.encrypt(b"x" * 726)) is INVALID
+    largest = running.client.encrypt(b"x" * 725)  # the most that fits 1024 bytes
+    assert len(largest.ciphertext) <= 1024
     huge = dict(encrypted.annotations)
     huge["padding.example.org"] = b"x" * 40000
     call = lambda: running.client.decrypt(encrypted.ciphertext, encrypted.key_id, huge)  # noqa: E731

@@ -30,6 +30,7 @@ EXPECTED: dict[str, grpc.StatusCode] = {
     "OpenBaoError": Code.UNAVAILABLE,
     "OpenBaoUnavailable": Code.UNAVAILABLE,
     "OpenBaoSealed": Code.UNAVAILABLE,
+    "OpenBaoCircuitOpen": Code.UNAVAILABLE,
     "OpenBaoBadResponse": Code.UNAVAILABLE,
     # OpenBao 401 after one re-login / 403
     "OpenBaoUnauthenticated": Code.UNAUTHENTICATED,

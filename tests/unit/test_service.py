@@ -50,7 +50,10 @@ class Monitor:
             raise NotReady("the KMS provider is not healthy (openbao_sealed)")
         return V1
 
-    def lookup(self, key_id):
+    def known(self, key_id):
+        return V1 if key_id == V1.key_id else None
+
+    def lookup(self, key_id, *, deadline=None):
         self.lookups += 1
         if key_id != V1.key_id:
             from bao_kms.errors import UnknownKeyId
@@ -135,6 +138,14 @@ def test_decrypt_happy_path(parts):
     assert transit.calls == [("decrypt", V1.associated_data, 103.0)]
 
 
+V5 = IDENTITY.key_version(5, 1)
+CONSISTENT_UNKNOWN = {
+    "key_id": V5.key_id,
+    "annotations": dict(V5.annotations),
+    "ciphertext": b"vault:v5:" + b"QUJD" * 10,
+}
+
+
 @pytest.mark.parametrize(
     ("request_changes", "code", "looked_up"),
     [
@@ -142,9 +153,15 @@ def test_decrypt_happy_path(parts):
         ({"key_id": ""}, grpc.StatusCode.INVALID_ARGUMENT, False),
         ({"key_id": "obk2.short"}, grpc.StatusCode.INVALID_ARGUMENT, False),
         ({"uid": "u" * 300}, grpc.StatusCode.INVALID_ARGUMENT, False),
-        ({"key_id": IDENTITY.key_version(5, 1).key_id}, grpc.StatusCode.NOT_FOUND, True),
-        ({"annotations": {}}, grpc.StatusCode.INVALID_ARGUMENT, True),
-        ({"ciphertext": b"vault:v2:QUJD"}, grpc.StatusCode.INVALID_ARGUMENT, True),
+        ({"annotations": {}}, grpc.StatusCode.INVALID_ARGUMENT, False),
+        ({"ciphertext": b"vault:v2:QUJD"}, grpc.StatusCode.INVALID_ARGUMENT, False),
+        # an unknown key_id is looked up (maybe refreshed) only when the request is consistent
+        (CONSISTENT_UNKNOWN, grpc.StatusCode.NOT_FOUND, True),
+        ({**CONSISTENT_UNKNOWN, "annotations": dict(V1.annotations)},
+         grpc.StatusCode.INVALID_ARGUMENT, False),
+        ({**CONSISTENT_UNKNOWN, "ciphertext": b"vault:v1:QUJD"},
+         grpc.StatusCode.INVALID_ARGUMENT, False),
+        ({"key_id": V5.key_id}, grpc.StatusCode.INVALID_ARGUMENT, False),
     ],
 )
 def test_decrypt_refusals_never_reach_openbao(parts, request_changes, code, looked_up):
@@ -152,7 +169,16 @@ def test_decrypt_refusals_never_reach_openbao(parts, request_changes, code, look
     _, context = call(servicer.Decrypt, good_decrypt(**request_changes))
     assert context.code is code
     assert transit.calls == []
-    assert (monitor.lookups > 0) is looked_up  # the key_id is parsed before any lookup
+    assert (monitor.lookups > 0) is looked_up
+
+
+def test_plaintext_limit_is_what_fits_in_1024_bytes_of_ciphertext(parts):
+    servicer, _, transit = parts
+    _, context = call(servicer.Encrypt, api_pb2.EncryptRequest(plaintext=b"k" * 726))
+    assert context.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert transit.calls == []
+    response, _ = call(servicer.Encrypt, api_pb2.EncryptRequest(plaintext=b"k" * 725))
+    assert response is not None
 
 
 @pytest.mark.parametrize(

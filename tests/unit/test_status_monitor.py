@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from bao_kms.errors import (
+    DeadlineExceeded,
     NotReady,
     OpenBaoBadResponse,
     OpenBaoPermissionDenied,
@@ -261,8 +262,10 @@ def test_concurrent_unknown_lookups_share_one_refresh(monitor, transit):
     transit.gate = threading.Event()
     unknown = IDENTITY.key_version(9, 1).key_id
     outcomes = []
+    arrived = threading.Barrier(21)
 
     def look() -> None:
+        arrived.wait(5)
         try:
             monitor.lookup(unknown)
         except UnknownKeyId:
@@ -271,11 +274,84 @@ def test_concurrent_unknown_lookups_share_one_refresh(monitor, transit):
     threads = [threading.Thread(target=look) for _ in range(20)]
     for thread in threads:
         thread.start()
+    arrived.wait(5)
+    # every caller is at (or inside) lookup before OpenBao "answers"
+    for _ in range(100):
+        if transit.calls["read_key"]:
+            break
+        threading.Event().wait(0.01)
+    threading.Event().wait(0.05)
     transit.gate.set()
     for thread in threads:
         thread.join(5)
     assert outcomes == ["not_found"] * 20
     assert transit.calls["read_key"] == 1
+
+
+def test_rotation_learned_through_a_lookup_keeps_status_and_wakes_the_probes(monitor, transit):
+    monitor.probe_metadata()
+    monitor.probe_deep()
+    old = monitor.health().key_id
+    rotate(transit, 2, 1_700_000_900)
+    fresh = IDENTITY.key_version(2, 1_700_000_900).key_id
+    assert monitor.lookup(fresh).version == 2  # decryptable at once
+    health = monitor.health()
+    assert health.ok and health.key_id == old  # Status/Encrypt unchanged until the probes run
+    assert monitor._wake.is_set()
+    assert monitor.probe_metadata() is True
+    monitor.probe_deep()
+    assert monitor.health().key_id == fresh
+
+
+def test_a_failed_refresh_is_unavailable_not_not_found(monitor, transit, clock):
+    monitor.probe_metadata()
+    monitor.probe_deep()
+    transit.failure = OpenBaoUnavailable("down")
+    unknown = IDENTITY.key_version(7, 1).key_id
+    with pytest.raises(OpenBaoUnavailable):
+        monitor.lookup(unknown)
+    with pytest.raises(OpenBaoUnavailable):  # within the interval: still not established
+        monitor.lookup(unknown)
+    assert transit.calls["read_key"] == 2  # the probe's, and one refresh
+    assert monitor.health().ok  # a request-path refresh never flips Status
+    transit.failure = None
+    clock.now += 31
+    with pytest.raises(UnknownKeyId):
+        monitor.lookup(unknown)
+
+
+def test_refresh_uses_the_callers_deadline(monitor, transit, clock):
+    monitor.probe_metadata()
+    seen = []
+    original = transit.read_key
+
+    def read_key(*, deadline=None):
+        seen.append(deadline)
+        return original(deadline=deadline)
+
+    transit.read_key = read_key
+    with pytest.raises(UnknownKeyId):
+        monitor.lookup(IDENTITY.key_version(7, 1).key_id, deadline=clock.now + 2.5)
+    assert seen == [clock.now + 2.5]
+    with pytest.raises(DeadlineExceeded):
+        monitor.lookup(IDENTITY.key_version(8, 1).key_id, deadline=clock.now - 1)
+
+
+def test_refresh_never_adopts_recreated_key_material(monitor, transit, clock):
+    monitor.probe_metadata()
+    transit.key = dataclasses.replace(SAFE_KEY, versions={1: 1_800_000_000})
+    recreated = IDENTITY.key_version(1, 1_800_000_000).key_id
+    with pytest.raises(UnknownKeyId):
+        monitor.lookup(recreated)
+
+
+def test_reasons_are_not_repeated(monitor, transit):
+    monitor.probe_metadata()
+    transit.failure = OpenBaoUnavailable("down")
+    transit.deep_failure = OpenBaoUnavailable("down")
+    monitor.probe_deep()
+    monitor.probe_metadata()
+    assert monitor.health().healthz == "openbao_unavailable"
 
 
 def test_background_thread_probes_and_stops(transit):

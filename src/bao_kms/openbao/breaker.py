@@ -15,15 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import OpenBaoUnavailable
+from ..errors import OpenBaoCircuitOpen as CircuitOpen
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
-
-class CircuitOpen(OpenBaoUnavailable):
-    """OpenBao failed repeatedly; requests fail fast until the next trial."""
-
-    reason = "openbao_unavailable"
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker", "CircuitOpen"]
 
 
 class CircuitBreaker:

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    StrictBool,
     Field,
     PlainSerializer,
     ValidationError,
@@ -114,7 +115,14 @@ def _check_absolute(value: str) -> str:
 
 
 def _check_namespace(value: str) -> str:
-    return _check_label(value) if value else value
+    # it is both an identity label and an HTTP header value (X-Vault-Namespace)
+    return _check_path_segment(_check_label(value)) if value else value
+
+
+def _check_provider_name(value: str) -> str:
+    if ":" in value:
+        raise ValueError("must not contain ':' (kube-apiserver refuses it in KMS provider names)")
+    return value
 
 
 def _check_path_segment(value: str) -> str:
@@ -136,6 +144,36 @@ SocketMode = Annotated[
     WithJsonSchema({"type": "string", "pattern": f"^{_MODE_PATTERN}$"}),
 ]
 StrictCount = Annotated[int, Field(strict=True)]
+
+
+def bounded(minimum: float, maximum: float) -> AfterValidator:
+    """A Duration range check; intervals too short hammer OpenBao, too long never fire."""
+
+    def check(seconds: float) -> float:
+        if not minimum <= seconds <= maximum:
+            raise ValueError(
+                f"must be between {format_duration(minimum)} and {format_duration(maximum)}"
+            )
+        return seconds
+
+    return AfterValidator(check)
+
+
+_GROUP_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]{1,10}")
+
+
+def _check_group(value: str) -> str:
+    if not _GROUP_RE.fullmatch(value) or (value.isdigit() and int(value) >= 2**32 - 1):
+        raise ValueError("must be a group name or a numeric group id")
+    return value
+
+
+_LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+def _is_loopback(address: str) -> bool:
+    host = urllib.parse.urlsplit(address).hostname or ""
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
 Label = Annotated[str, AfterValidator(_check_label)]
 PathSegment = Annotated[str, AfterValidator(_check_path_segment)]
 
@@ -149,9 +187,9 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     socket_path: Annotated[str, AfterValidator(_check_absolute)] = DEFAULT_SOCKET
     socket_mode: SocketMode = 0o660
-    socket_group: str | None = None
+    socket_group: Annotated[str, AfterValidator(_check_group)] | None = None
     #: how long SIGTERM waits for in-flight calls before cancelling them
-    grace_period: Duration = 10.0
+    grace_period: Annotated[Duration, bounded(0.001, 300)] = 10.0
     #: worker threads; each holds at most one OpenBao connection at a time
     workers: StrictCount = Field(default=16, ge=1, le=512)
     #: calls admitted at once (running + queued); beyond it the answer is RESOURCE_EXHAUSTED
@@ -162,7 +200,22 @@ class OpenBaoConfig(_Section):
     addresses: list[Annotated[str, AfterValidator(_check_address)]] = Field(min_length=1)
     ca_file: Path | None = None
     namespace: Annotated[str, AfterValidator(_check_namespace)] = ""
-    timeout: Duration = 2.0
+    timeout: Annotated[Duration, bounded(0.01, 60)] = 2.0
+    #: plain http:// sends the token in clear text: allowed to loopback addresses only,
+    #: unless the operator says so here (a local agent or sidecar on another address)
+    allow_insecure_http: StrictBool = False
+
+    @model_validator(mode="after")
+    def _https_off_loopback(self) -> OpenBaoConfig:
+        if not self.allow_insecure_http:
+            for address in self.addresses:
+                if address.startswith("http://") and not _is_loopback(address):
+                    raise ValueError(
+                        "addresses: http:// is only allowed to loopback addresses (the token "
+                        "would cross the network in clear text); use https:// or set "
+                        "allowInsecureHttp: true"
+                    )
+        return self
 
 
 class TokenAuthConfig(_Section):
@@ -181,7 +234,7 @@ class AuthConfig(_Section):
 
 
 class IdentityConfig(_Section):
-    provider_name: Label
+    provider_name: Annotated[Label, AfterValidator(_check_provider_name)]
     cluster_id: Label
     openbao_instance_id: Label
     transit_mount_id: Label
@@ -194,9 +247,9 @@ class TransitConfig(_Section):
 
 
 class StatusConfig(_Section):
-    probe_interval: Duration = 30.0
-    deep_probe_interval: Duration = 300.0
-    max_staleness: Duration = 120.0
+    probe_interval: Annotated[Duration, bounded(0.1, 3600)] = 30.0
+    deep_probe_interval: Annotated[Duration, bounded(0.1, 86400)] = 300.0
+    max_staleness: Annotated[Duration, bounded(0.1, 86400)] = 120.0
 
     @model_validator(mode="after")
     def _ordered(self) -> StatusConfig:
@@ -240,6 +293,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -284,7 +343,8 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", "") or ""
-        detail = f": {problem}" if problem.startswith("duplicate key") else ""
+        known = ("duplicate key", "a mapping key")
+        detail = f": {problem}" if problem.startswith(known) else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}{detail}") from None
     if isinstance(document, dict):
         overrides = {ENV_SOCKET: ("server", "socketPath"), ENV_LOG_LEVEL: ("logging", "level")}

@@ -24,7 +24,7 @@ SOCKET_DIR_MODE = 0o750
 
 def resolve_group(group: str) -> int:
     """A group id from a name or a decimal id."""
-    if group.isdigit():
+    if group.isascii() and group.isdigit():
         return int(group)
     try:
         return grp.getgrnam(group).gr_gid

@@ -175,8 +175,8 @@ def test_missing_identity_label_is_named(field: str) -> None:
     [("500ms", 0.5), ("2s", 2.0), ("5m", 300.0), ("1h", 3600.0), ("1.5s", 1.5), ("250ms", 0.25)],
 )
 def test_duration_forms_accepted(text: str, seconds: float) -> None:
-    config = parse_config(with_value("openbao.timeout", text))
-    assert config.openbao.timeout == pytest.approx(seconds)
+    config = parse_config(with_value("status.deepProbeInterval", text))
+    assert config.status.deep_probe_interval == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("value", ["10", 10, 2.5, "2 s", "-1s", "abc", "1d", "", "s", "2S", "0s"])
@@ -331,8 +331,15 @@ def test_bad_namespace_refused_without_echoing_it(label: str) -> None:
     assert MARKER not in message
 
 
-def test_normal_namespace_accepted() -> None:
-    assert parse_config(with_value("openbao.namespace", "team-ä")).openbao.namespace == "team-ä"
+@pytest.mark.parametrize("namespace", ["team-a", "team-a/child", "ns_1.prod"])
+def test_normal_namespace_accepted(namespace: str) -> None:
+    assert parse_config(with_value("openbao.namespace", namespace)).openbao.namespace == namespace
+
+
+@pytest.mark.parametrize("namespace", ["team-ä", "团队", "a//b", "../x", "a/"])
+def test_namespace_must_be_a_plain_openbao_path(namespace: str) -> None:
+    """It travels as the X-Vault-Namespace header, so it must be plain ASCII path segments."""
+    assert "openbao.namespace" in refused(with_value("openbao.namespace", namespace))
 
 
 # --- transit, auth, status ----------------------------------------------------------------------
@@ -633,3 +640,54 @@ def test_dumped_config_loads_again():
     assert dumped["server"]["socketMode"] == "0660"
     assert dumped["status"]["deepProbeInterval"] == "5m"
     assert parse_config(dumped) == config
+
+
+# --- review follow-ups --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("openbao.timeout", "2m"),
+        ("openbao.timeout", "5ms"),
+        ("status.probeInterval", "50ms"),
+        ("status.probeInterval", "2h"),
+        ("status.deepProbeInterval", "99999999999h"),
+        ("server.gracePeriod", "10m"),
+    ],
+)
+def test_durations_are_bounded(path: str, value: str) -> None:
+    message = refused(with_value(path, value))
+    assert path in message and "between" in message
+
+
+def test_plain_http_only_to_loopback() -> None:
+    for address in ("http://127.0.0.1:8200", "http://localhost:8200", "http://[::1]:8200"):
+        parse_config(with_value("openbao.addresses", [address]))
+    message = refused(with_value("openbao.addresses", ["http://bao.example.com:8200"]))
+    assert "openbao" in message and "clear text" in message
+    document = with_value("openbao.addresses", ["http://bao.example.com:8200"])
+    document["openbao"]["allowInsecureHttp"] = True
+    assert parse_config(document).openbao.allow_insecure_http is True
+
+
+def test_provider_name_must_not_contain_a_colon() -> None:
+    message = refused(with_value("identity.providerName", "kms:prod"))
+    assert "identity.providerName" in message and "':'" in message
+
+
+@pytest.mark.parametrize("group", ["kube", "kube-apiserver", "_svc", "1000", "0"])
+def test_socket_group_forms_accepted(group: str) -> None:
+    assert parse_config(with_value("server.socketGroup", group)).server.socket_group == group
+
+
+@pytest.mark.parametrize("group", ["²", "4294967295", "a b", "", "-x", "x" * 40])
+def test_socket_group_forms_refused(group: str) -> None:
+    assert "server.socketGroup" in refused(with_value("server.socketGroup", group))
+
+
+def test_unhashable_yaml_key_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match="mapping key"):
+        load_config(path, environ={})

@@ -55,23 +55,34 @@ def _emit(data: dict[str, Any], output: str, text: str) -> None:
     sys.stdout.flush()
 
 
-def _wait_for_signal() -> int:
-    """Block until SIGTERM or SIGINT; return the signal number."""
-    received: list[int] = []
-    stop = threading.Event()
+class SignalLatch:
+    """SIGTERM/SIGINT set a flag instead of killing the process; installed *before* start-up
+    so a signal that arrives while binding or probing still leads to a clean stop."""
 
-    def handler(signum: int, frame: object) -> None:
-        received.append(signum)
-        stop.set()
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._event = threading.Event()
+        self._previous: dict[int, Any] = {}
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while not stop.wait(1.0):
+    def __enter__(self) -> SignalLatch:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+        self._event.set()
+
+    def wait(self) -> int:
+        """Block until a signal arrives (at once if one already did); return its number."""
+        while not self._event.wait(1.0):
             pass
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    return received[0]
+        assert self.received is not None
+        return self.received
 
 
 # --- serve -------------------------------------------------------------------------------------
@@ -81,17 +92,18 @@ def _serve(config: Config) -> int:
     from .provider import Provider  # grpc and urllib3 only for commands that serve
 
     configure_logging(config.logging.level)
-    provider = Provider(config)
-    try:
-        provider.start()
-    except SocketError as error:
-        log.error("cannot serve", extra={"error": str(error)})
-        print(f"bao-kms-provider: {error}", file=sys.stderr)
-        return EXIT_RUNTIME
-    log.info("started", extra={"version": __version__, "codec": _codec.IMPLEMENTATION})
-    signum = _wait_for_signal()
-    log.info("stopping", extra={"signal": signal.Signals(signum).name})
-    provider.stop()
+    with SignalLatch() as latch:
+        try:
+            provider = Provider(config)
+            provider.start()
+        except (SocketError, ConfigError) as error:
+            log.error("cannot serve", extra={"error": str(error)})
+            print(f"bao-kms-provider: {error}", file=sys.stderr)
+            return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_RUNTIME
+        log.info("started", extra={"version": __version__, "codec": _codec.IMPLEMENTATION})
+        signum = latch.wait()
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        provider.stop()
     return EXIT_OK
 
 
@@ -108,24 +120,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from .embedded import EmbeddedOpenBao, EmbeddedOpenBaoError
-    from .provider import Provider
+    from .embedded import EmbeddedOpenBaoError
 
     configure_logging(args.log_level)
+    with SignalLatch() as latch:
+        try:
+            return _dev(args, latch)
+        except (EmbeddedOpenBaoError, SocketError, OSError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            print(f"bao-kms-provider dev: {reason}", file=sys.stderr)
+            return EXIT_RUNTIME
+
+
+def _dev(args: argparse.Namespace, latch: SignalLatch) -> int:
+    from .embedded import EmbeddedOpenBao
+    from .provider import Provider
+
     own_workdir = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bao-kms-dev-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.chmod(workdir, 0o700)
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     socket_path = Path(args.socket).absolute() if args.socket else workdir / "kms.sock"
-    openbao = EmbeddedOpenBao("dev", workdir=workdir / "openbao")
+    openbao: EmbeddedOpenBao | None = None
+    provider: Provider | None = None
     try:
-        try:
-            openbao.start()
-            openbao.setup_transit("transit", "kms")
-            token = openbao.create_token(openbao_policy("transit", "kms"))
-        except EmbeddedOpenBaoError as error:
-            print(f"bao-kms-provider dev: {error}", file=sys.stderr)
-            return EXIT_RUNTIME
+        openbao = EmbeddedOpenBao("dev", workdir=workdir / "openbao")
+        openbao.start()
+        openbao.setup_transit("transit", "kms")
+        token = openbao.create_token(openbao_policy("transit", "kms"))
         token_file = workdir / "openbao-token"
         token_file.touch(mode=0o600)
         token_file.write_text(token)
@@ -146,35 +167,32 @@ def cmd_dev(args: argparse.Namespace) -> int:
         }
         config_file = workdir / "config.yaml"
         config_file.write_text(yaml.safe_dump(document, sort_keys=False))
-        config = load_config(config_file)
-        provider = Provider(config)
-        try:
-            provider.start()
-        except SocketError as error:
-            print(f"bao-kms-provider dev: {error}", file=sys.stderr)
-            return EXIT_RUNTIME
-        try:
-            deadline = time.monotonic() + 15
-            while not provider.monitor.health().ok and time.monotonic() < deadline:
-                time.sleep(0.1)
-            report = run_probe(str(socket_path))
-            print(f"OpenBao dev server : {openbao.address} (pid {openbao.pid})")
-            print(f"KMS socket         : {socket_path}")
-            print(f"config             : {config_file}")
-            print("\nEncryptionConfiguration for kube-apiserver:\n")
-            print(encryption_configuration("bao-kms-dev", str(socket_path)))
-            print("self-probe         :", _probe_text(report), end="")
-            print("\nServing. Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
-            if not report.ok:
-                return EXIT_CHECK_FAILED
-            _wait_for_signal()
-        finally:
-            provider.stop()
+        provider = Provider(load_config(config_file))
+        provider.start()
+        deadline = time.monotonic() + 15
+        while not provider.monitor.health().ok and time.monotonic() < deadline:
+            if latch.received is not None:
+                return EXIT_OK
+            time.sleep(0.1)
+        report = run_probe(str(socket_path))
+        print(f"OpenBao dev server : {openbao.address} (pid {openbao.pid})")
+        print(f"KMS socket         : {socket_path}")
+        print(f"config             : {config_file}")
+        print("\nEncryptionConfiguration for kube-apiserver:\n")
+        print(encryption_configuration("bao-kms-dev", str(socket_path)))
+        print("self-probe         :", _probe_text(report), end="")
+        if not report.ok:
+            return EXIT_CHECK_FAILED
+        print("\nServing. Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
+        latch.wait()
+        return EXIT_OK
     finally:
-        openbao.close()
+        if provider is not None:
+            provider.stop()
+        if openbao is not None:
+            openbao.close()
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    return EXIT_OK
 
 
 # --- probe -------------------------------------------------------------------------------------
@@ -283,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bao-kms-provider: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
+        return EXIT_ERROR
+    except Exception as error:  # noqa: BLE001 - a bug: say so without its message or a traceback
+        print(
+            f"bao-kms-provider: internal error ({type(error).__name__}); please report it",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -22,9 +22,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    StrictBool,
     Field,
     PlainSerializer,
+    StrictBool,
     ValidationError,
     WithJsonSchema,
     model_validator,

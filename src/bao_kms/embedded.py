@@ -211,10 +211,15 @@ class EmbeddedOpenBao:
         """One API call (``path`` below ``/v1/``) with the root token; returns (status, JSON)."""
         headers = {"X-Vault-Token": self.root_token if token is None else token}
         data = orjson.dumps(body) if body is not None else None
-        response = self._pool().request(
-            method, f"{self.address}/v1/{path}", body=data, headers=headers, timeout=timeout
-        )
-        parsed = orjson.loads(response.data) if response.data else None
+        try:
+            response = self._pool().request(
+                method, f"{self.address}/v1/{path}", body=data, headers=headers, timeout=timeout
+            )
+            parsed = orjson.loads(response.data) if response.data else None
+        except urllib3.exceptions.HTTPError:
+            raise EmbeddedOpenBaoError(f"OpenBao did not answer {method} {path}") from None
+        except orjson.JSONDecodeError:
+            raise EmbeddedOpenBaoError(f"OpenBao answered {method} {path} with non-JSON") from None
         return response.status, parsed
 
     def api(self, method: str, path: str, body: Any = None, *, timeout: float = 5.0) -> Any:
@@ -245,14 +250,14 @@ class EmbeddedOpenBao:
             try:
                 self.request("GET", "sys/seal-status")
                 return
-            except urllib3.exceptions.HTTPError:
+            except EmbeddedOpenBaoError:
                 continue
 
     def _wait_active(self) -> None:
         for _ in self._deadline_loop("becoming active"):
             try:
                 status, _ = self.request("GET", "sys/health")
-            except urllib3.exceptions.HTTPError:
+            except EmbeddedOpenBaoError:
                 continue
             if status == 200:
                 return

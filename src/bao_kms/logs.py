@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Hashable
 from typing import TextIO
 
 import orjson
@@ -43,6 +44,29 @@ class JsonFormatter(logging.Formatter):
             entry["error_type"] = record.exc_info[0].__name__
             entry["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
         return orjson.dumps(entry, default=str).decode("utf-8")
+
+
+class LogThrottle:
+    """At most one log line per key per *interval*: an outage during a cold-start burst fails
+    thousands of calls the same way, and one line (with a count) says as much as all of them."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[Hashable, float] = {}
+        self._suppressed: dict[Hashable, int] = {}
+
+    def admit(self, key: Hashable) -> int | None:
+        """None to stay quiet; otherwise how many lines for *key* were suppressed before."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._suppressed.pop(key, 0)
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:

@@ -34,7 +34,7 @@ class Provider:
         self.pool = pool or make_pool(ca_file=ca_file, maxsize=config.server.workers + 2)
         self.transport = Transport(
             config.openbao.addresses,
-            TokenFileAuth(config.auth.token.file),
+            TokenFileAuth(config.auth.token.file, clock=clock),
             pool=self.pool,
             namespace=config.openbao.namespace,
             timeout=config.openbao.timeout,
@@ -55,12 +55,14 @@ class Provider:
         self.server = ProviderServer(self.servicer, config.server)
 
     def start(self) -> None:
-        # Probes first: the socket should answer Status with real health as soon as it exists.
-        self.monitor.start()
+        # Socket first: binding briefly narrows the process-wide umask, which must happen
+        # before any other thread exists. Status answers "not_probed_yet" for the moment
+        # until the first probe, which starts right after.
+        self.server.start()
         try:
-            self.server.start()
+            self.monitor.start()
         except BaseException:
-            self.monitor.stop()
+            self.server.stop(0)
             raise
 
     def stop(self, grace: float | None = None) -> None:

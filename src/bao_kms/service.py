@@ -20,6 +20,7 @@ import grpc
 from . import _codec
 from ._proto import api_pb2, api_pb2_grpc
 from .errors import InvalidAnnotations, InvalidRequest, grpc_status
+from .logs import LogThrottle
 from .openbao import TransitClient
 from .status import StatusMonitor
 
@@ -36,6 +37,7 @@ MAX_UID = 256
 MAX_ANNOTATIONS_SIZE = 32 * 1024
 
 Response = TypeVar("Response")
+_THROTTLE = LogThrottle()
 
 
 def _rpc(
@@ -62,10 +64,18 @@ def _rpc(
                     },
                 )
             else:
-                log.warning(
-                    "rpc failed",
-                    extra={"rpc": name, "code": code.name, "reason": getattr(error, "reason", "")},
-                )
+                reason = getattr(error, "reason", "")
+                suppressed = _THROTTLE.admit((name, code, reason))
+                if suppressed is not None:
+                    log.warning(
+                        "rpc failed",
+                        extra={
+                            "rpc": name,
+                            "code": code.name,
+                            "reason": reason,
+                            "suppressed_since_last": suppressed,
+                        },
+                    )
             context.abort(code, message)
 
     return handler

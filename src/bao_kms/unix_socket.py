@@ -61,6 +61,11 @@ def _check_parent(parent: Path) -> None:
             f"socket directory {parent} is world-writable; use a directory only the provider "
             "(and the apiserver's group) can write"
         )
+    if info.st_uid not in (0, os.geteuid()):
+        raise SocketError(
+            f"socket directory {parent} is owned by another user (uid {info.st_uid}); "
+            "it must belong to the provider's user or root"
+        )
 
 
 def _is_live(path: Path) -> bool:
@@ -81,7 +86,13 @@ def _is_live(path: Path) -> bool:
 
 def prepare_socket_path(path: str | os.PathLike[str]) -> Path:
     """Make *path* free to bind, or raise SocketError saying why it is not safe to."""
-    path = Path(path)
+    try:
+        return _prepare(Path(path))
+    except OSError as error:
+        raise SocketError(f"cannot prepare socket path {path}: {error.strerror}") from None
+
+
+def _prepare(path: Path) -> Path:
     if not path.is_absolute():
         raise SocketError(f"socket path {path} must be absolute")
     _check_parent(path.parent)

@@ -10,6 +10,7 @@ import pytest
 
 from bao_kms import _codec
 from bao_kms.identity import Identity
+from bao_kms.manifests import openbao_policy
 
 pytestmark = pytest.mark.openbao
 
@@ -153,3 +154,22 @@ def test_request_limits(sealed_object):
     call = lambda: running.client.decrypt(encrypted.ciphertext, encrypted.key_id, huge)  # noqa: E731
     assert _code(call) is INVALID
     assert running.pool.count("decrypt") == 0
+
+
+def test_policy_without_decrypt_is_permission_denied(start_provider, openbao):
+    running = start_provider()  # its token carries the policy "kms-transit"
+    encrypted = running.client.encrypt(os.urandom(32))
+    token = running.config.auth.token.file.read_text()
+    no_decrypt = (
+        'path "transit/keys/kms" { capabilities = ["read"] }\n'
+        'path "transit/config/keys" { capabilities = ["read"] }\n'
+        'path "transit/encrypt/kms" { capabilities = ["update"] }\n'
+    )
+    openbao.api("PUT", "sys/policies/acl/kms-transit", {"policy": no_decrypt})
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            running.client.decrypt(encrypted.ciphertext, encrypted.key_id, encrypted.annotations)
+        assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert token not in info.value.details() and "transit" not in info.value.details()
+    finally:
+        openbao.api("PUT", "sys/policies/acl/kms-transit", {"policy": openbao_policy("transit", "kms")})

@@ -22,10 +22,10 @@ TIMEOUT = 60
 
 def run(*args: str, env: dict[str, str] | None = None,
         timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("BAO_KMS_")}
-    environ["PYTHONPATH"] = os.pathsep.join(
-        [str(SRC)] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])
-    )
+    # the package under test is whatever this interpreter imports (the installed wheel in CI);
+    # only the operator-facing overrides are cleared so they cannot leak into a test
+    overrides = ("BAO_KMS_CONFIG", "BAO_KMS_SOCKET", "BAO_KMS_LOG_LEVEL", "BAO_KMS_BAO_BINARY")
+    environ = {k: v for k, v in os.environ.items() if k not in overrides}
     environ.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "bao_kms", *args],
@@ -300,3 +300,20 @@ def test_probe_zero_rounds_is_not_a_pass() -> None:
     result = run("probe", "--socket", "/nonexistent/x.sock", "--timeout", "1s", "--rounds", "0",
                  timeout=30)
     assert result.returncode != 0, result.stdout
+
+
+
+def test_dev_without_an_openbao_binary_exits_5(tmp_path: Path) -> None:
+    result = run("dev", "--workdir", str(tmp_path / "w"),
+                 env={"BAO_KMS_BAO_BINARY": str(tmp_path / "no-such-bao")})
+    assert result.returncode == 5, result.stderr
+    assert "cannot run" in result.stderr
+    no_traceback(result)
+
+
+def test_dev_with_an_unusable_workdir_exits_5(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run("dev", "--workdir", str(blocker / "sub"))
+    assert result.returncode == 5, result.stderr
+    no_traceback(result)

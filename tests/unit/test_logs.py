@@ -171,3 +171,17 @@ def test_extra_fields_cannot_overwrite_stable_fields(stream: io.StringIO) -> Non
     assert entry["level"] == "error"
     assert entry["logger"] == "bao_kms.test"
     assert TS_RE.fullmatch(entry["ts"])
+
+
+def test_throttle_admits_one_line_per_key_per_interval() -> None:
+    from bao_kms.logs import LogThrottle
+
+    now = [0.0]
+    throttle = LogThrottle(interval=10.0, clock=lambda: now[0])
+    assert throttle.admit("a") == 0
+    assert throttle.admit("a") is None
+    assert throttle.admit("b") == 0  # keys are independent
+    assert throttle.admit("a") is None
+    now[0] = 10.0
+    assert throttle.admit("a") == 2  # and the next line says how many were held back
+    assert throttle.admit("a") is None

@@ -306,3 +306,17 @@ def test_remove_socket_keeps_a_regular_file_with_other_inode(socket_dir: Path) -
 
 def test_remove_socket_tolerates_missing_path(socket_dir: Path) -> None:
     remove_socket(socket_dir / "gone.sock", 12345)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a directory to another uid")
+def test_parent_owned_by_another_user_is_refused(socket_dir: Path) -> None:
+    parent = socket_dir / "theirs"
+    parent.mkdir(mode=0o755)
+    os.chown(parent, 4242, 4242)
+    with pytest.raises(SocketError, match="owned by another user"):
+        prepare_socket_path(parent / "kms.sock")
+
+
+def test_permission_problems_are_socket_errors(socket_dir: Path) -> None:
+    with pytest.raises(SocketError, match="cannot"):
+        prepare_socket_path(socket_dir / ("x" * 300) / "kms.sock")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..errors import OpenBaoUnauthenticated
+from ..logs import LogThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class TokenFileAuth:
         self._token: str | None = None
         self._signature: _Signature | None = None
         self._checked_at = -math.inf
+        self._throttle = LogThrottle(clock=clock)  # a missing file fails every request
 
     def token(self) -> str:
         """The current token; re-read only when the file's identity, size or mtime changed."""
@@ -103,5 +105,6 @@ class TokenFileAuth:
     def _fail(self, why: str, message: str = UNREADABLE_MESSAGE) -> NoReturn:
         # The next call must look at the file again instead of trusting the last good check.
         self._checked_at = -math.inf
-        logger.warning("OpenBao token file %s: %s", self.path, why)
+        if self._throttle.admit(why) is not None:
+            logger.warning("OpenBao token file %s: %s", self.path, why)
         raise OpenBaoUnauthenticated(message)

@@ -49,8 +49,9 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(ordered) * 1000, "p90": pick(0.90), "p99": pick(0.99)}
 
 
-def _run(name: str, call: Callable[[int], None], requests: int, concurrency: int,
-         max_seconds: float) -> dict[str, float]:
+def _run(
+    name: str, call: Callable[[int], None], requests: int, concurrency: int, max_seconds: float
+) -> dict[str, float]:
     latencies: list[float] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + max_seconds
@@ -68,11 +69,16 @@ def _run(name: str, call: Callable[[int], None], requests: int, concurrency: int
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(requests)))
     wall = time.perf_counter() - started
-    result = {"requests": len(latencies), "per_second": len(latencies) / wall,
-              **_percentiles(latencies)}
-    print(f"{name:7s} {result['requests']:6d} req  {result['per_second']:8.0f}/s  "
-          f"p50 {result['p50']:6.2f} ms  p90 {result['p90']:6.2f} ms  p99 {result['p99']:6.2f} ms",
-          flush=True)
+    result = {
+        "requests": len(latencies),
+        "per_second": len(latencies) / wall,
+        **_percentiles(latencies),
+    }
+    print(
+        f"{name:7s} {result['requests']:6d} req  {result['per_second']:8.0f}/s  "
+        f"p50 {result['p50']:6.2f} ms  p90 {result['p90']:6.2f} ms  p99 {result['p99']:6.2f} ms",
+        flush=True,
+    )
     return result
 
 
@@ -82,8 +88,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--workers", type=int, default=16, help="provider gRPC worker threads")
-    parser.add_argument("--no-extensions", action="store_true",
-                        help="run the provider on the pure-Python codec")
+    parser.add_argument(
+        "--no-extensions", action="store_true", help="run the provider on the pure-Python codec"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bk-load-"))
@@ -93,22 +100,32 @@ def main() -> int:
         token_file.write_text(openbao.create_token(openbao_policy("transit", "kms")))
         token_file.chmod(0o600)
         socket_path = workdir / "kms.sock"
-        identity = {"providerName": "load", "clusterId": "load", "openbaoInstanceId": "load",
-                    "transitMountId": "load", "keyLineageId": "load"}
+        identity = {
+            "providerName": "load",
+            "clusterId": "load",
+            "openbaoInstanceId": "load",
+            "transitMountId": "load",
+            "keyLineageId": "load",
+        }
         config_file = workdir / "config.yaml"
-        config_file.write_text(yaml.safe_dump({
-            "server": {"socketPath": str(socket_path), "workers": args.workers},
-            "openbao": {"addresses": [openbao.address], "timeout": "5s"},
-            "auth": {"method": "token", "token": {"file": str(token_file)}},
-            "identity": identity,
-            "logging": {"level": "warning"},
-        }))
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "server": {"socketPath": str(socket_path), "workers": args.workers},
+                    "openbao": {"addresses": [openbao.address], "timeout": "5s"},
+                    "auth": {"method": "token", "token": {"file": str(token_file)}},
+                    "identity": identity,
+                    "logging": {"level": "warning"},
+                }
+            )
+        )
         env = dict(os.environ)
         if args.no_extensions:
             env["BAO_KMS_NO_EXTENSIONS"] = "1"
         provider = subprocess.Popen(
             [sys.executable, "-m", "bao_kms", "serve", "--config", str(config_file)],
-            env=env, stdin=subprocess.DEVNULL,
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
         try:
             client = KmsClient(socket_path, timeout=10)
@@ -127,8 +144,11 @@ def main() -> int:
             objects = [client.encrypt(seed) for seed in seeds]
             version = int(objects[0].annotations["transit-key-version.kms.openbao.org"])
             created = openbao.api("GET", "transit/keys/kms")["data"]["keys"][str(version)]
-            aad = Identity("load", "load", "load", "", "load", "load").key_version(
-                version, created).associated_data
+            aad = (
+                Identity("load", "load", "load", "", "load", "load")
+                .key_version(version, created)
+                .associated_data
+            )
             http = urllib3.PoolManager(maxsize=args.concurrency, retries=False)
             headers = {"X-Vault-Token": openbao.root_token}
             url = f"{openbao.address}/v1/transit/decrypt/kms"
@@ -139,19 +159,28 @@ def main() -> int:
                 assert out.plaintext == seeds[index % SEEDS]
 
             def direct(index: int) -> None:
-                body = orjson.dumps({"ciphertext": objects[index % SEEDS].ciphertext.decode(),
-                                     "associated_data": aad})
+                body = orjson.dumps(
+                    {
+                        "ciphertext": objects[index % SEEDS].ciphertext.decode(),
+                        "associated_data": aad,
+                    }
+                )
                 response = http.request("POST", url, body=body, headers=headers)
                 assert response.status == 200
 
             codec = "pure Python" if args.no_extensions else "compiled (if built)"
-            print(f"decrypt burst: {args.requests} requests, concurrency {args.concurrency}, "
-                  f"provider workers {args.workers}, codec {codec}", flush=True)
+            print(
+                f"decrypt burst: {args.requests} requests, concurrency {args.concurrency}, "
+                f"provider workers {args.workers}, codec {codec}",
+                flush=True,
+            )
             _run("warmup", via_plugin, min(500, args.requests), args.concurrency, 30)
             plugin = _run("plugin", via_plugin, args.requests, args.concurrency, args.max_seconds)
             base = _run("direct", direct, args.requests, args.concurrency, args.max_seconds)
-            print(f"plugin/direct throughput ratio: {plugin['per_second'] / base['per_second']:.2f}"
-                  f"   p50 overhead: {plugin['p50'] - base['p50']:+.2f} ms")
+            print(
+                f"plugin/direct throughput ratio: {plugin['per_second'] / base['per_second']:.2f}"
+                f"   p50 overhead: {plugin['p50'] - base['p50']:+.2f} ms"
+            )
             client.close()
         finally:
             provider.send_signal(signal.SIGTERM)

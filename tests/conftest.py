@@ -102,7 +102,11 @@ def start_provider(
         token_file.write_text(server.create_token(openbao_policy(mount, key), f"kms-{mount}"))
         token_file.chmod(0o600)
         document = provider_document(
-            server, token_file, socket_dir / f"kms-{len(running)}.sock", mount=mount, key=key,
+            server,
+            token_file,
+            socket_dir / f"kms-{len(running)}.sock",
+            mount=mount,
+            key=key,
             **options,
         )
         handle = RunningProvider(parse_config(document)).start()

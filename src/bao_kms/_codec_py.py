@@ -181,10 +181,14 @@ def parse_annotations(annotations: Mapping[str, bytes]) -> int:
             raise InvalidAnnotations(f"annotation {key} is not a 43-character hash")
     plugin_version = _annotation_text(annotations, ANN_PLUGIN_VERSION)
     if not 0 < len(plugin_version) <= MAX_PLUGIN_VERSION_LENGTH or not plugin_version.isprintable():
-        raise InvalidAnnotations(f"annotation {ANN_PLUGIN_VERSION} is empty, too long or unprintable")
+        raise InvalidAnnotations(
+            f"annotation {ANN_PLUGIN_VERSION} is empty, too long or unprintable"
+        )
     version = _annotation_text(annotations, ANN_KEY_VERSION)
     if not _VERSION_RE.fullmatch(version):
-        raise InvalidAnnotations(f"annotation {ANN_KEY_VERSION} is not a canonical positive decimal")
+        raise InvalidAnnotations(
+            f"annotation {ANN_KEY_VERSION} is not a canonical positive decimal"
+        )
     return int(version)
 
 

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import yaml
@@ -42,7 +42,7 @@ log = logging.getLogger("bao_kms.cli")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 already; keep the message short
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 already; keep it short
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -110,7 +110,9 @@ def _serve(config: Config) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     path = args.config or os.environ.get(ENV_CONFIG)
     if not path:
-        print(f"bao-kms-provider serve: --config FILE (or {ENV_CONFIG}) is required", file=sys.stderr)
+        print(
+            f"bao-kms-provider serve: --config FILE (or {ENV_CONFIG}) is required", file=sys.stderr
+        )
         return EXIT_USAGE
     config = load_config(path)
     return _serve(config)
@@ -226,8 +228,10 @@ def cmd_config(args: argparse.Namespace) -> int:
         return EXIT_OK
     path = args.config or os.environ.get(ENV_CONFIG)
     if not path:
-        print(f"bao-kms-provider config check: --config FILE (or {ENV_CONFIG}) is required",
-              file=sys.stderr)
+        print(
+            f"bao-kms-provider config check: --config FILE (or {ENV_CONFIG}) is required",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     config = load_config(path)
     _emit(
@@ -241,8 +245,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_version(args: argparse.Namespace) -> int:
     import grpc
 
-    data = {"version": __version__, "codec": _codec.IMPLEMENTATION, "grpcio": grpc.__version__,
-            "python": sys.version.split()[0]}
+    data = {
+        "version": __version__,
+        "codec": _codec.IMPLEMENTATION,
+        "grpcio": grpc.__version__,
+        "python": sys.version.split()[0],
+    }
     _emit(data, args.output, f"bao-kms-provider {__version__} (codec: {_codec.IMPLEMENTATION})\n")
     return EXIT_OK
 
@@ -271,13 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run an embedded OpenBao dev server and the provider on it")
     dev.add_argument("--socket", help="socket path (default: in a fresh temporary directory)")
     dev.add_argument("--workdir", help="directory for the dev config, token and OpenBao files")
-    dev.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    dev.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
     dev.set_defaults(func=cmd_dev)
 
     probe = sub.add_parser("probe", help="live Status/Encrypt/Decrypt round trip via the socket")
     probe.add_argument("--socket", required=True)
     probe.add_argument("--timeout", type=_seconds, default=3.0, help="per call (default 3s)")
-    probe.add_argument("--rounds", type=_positive, default=1, help="round trips, for latency figures")
+    probe.add_argument(
+        "--rounds", type=_positive, default=1, help="round trips, for latency figures"
+    )
     probe.add_argument("--output", choices=["text", "json"], default="text")
     probe.set_defaults(func=cmd_probe)
 

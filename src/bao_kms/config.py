@@ -174,6 +174,8 @@ _LOOPBACK_HOSTS = ("localhost", "::1")
 def _is_loopback(address: str) -> bool:
     host = urllib.parse.urlsplit(address).hostname or ""
     return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
 Label = Annotated[str, AfterValidator(_check_label)]
 PathSegment = Annotated[str, AfterValidator(_check_path_segment)]
 

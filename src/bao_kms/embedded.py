@@ -266,7 +266,10 @@ class EmbeddedOpenBao:
         status, body = self.request("GET", "sys/init")
         if status == 200 and not body.get("initialized"):
             result = self.api(
-                "POST", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, timeout=START_TIMEOUT
+                "POST",
+                "sys/init",
+                {"secret_shares": 1, "secret_threshold": 1},
+                timeout=START_TIMEOUT,
             )
             self.unseal_key = result["keys"][0]
             self.root_token = result["root_token"]

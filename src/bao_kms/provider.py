@@ -13,6 +13,7 @@ from types import TracebackType
 import urllib3
 
 from .config import Config
+from .errors import ConfigError
 from .openbao import TokenFileAuth, TransitClient, Transport, make_pool
 from .server import ProviderServer
 from .service import KeyManagementServicer
@@ -30,6 +31,8 @@ class Provider:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        if config.auth.token is None:  # the config model requires it for method "token"
+            raise ConfigError("auth.token.file is required for auth method token")
         ca_file = str(config.openbao.ca_file) if config.openbao.ca_file else None
         self.pool = pool or make_pool(ca_file=ca_file, maxsize=config.server.workers + 2)
         self.transport = Transport(

@@ -36,18 +36,21 @@ MAX_KEY_ID = 1024
 MAX_UID = 256
 MAX_ANNOTATIONS_SIZE = 32 * 1024
 
+Request = TypeVar("Request")
 Response = TypeVar("Response")
 _THROTTLE = LogThrottle()
 
 
 def _rpc(
-    method: Callable[[KeyManagementServicer, object, grpc.ServicerContext], Response],
-) -> Callable[[KeyManagementServicer, object, grpc.ServicerContext], Response]:
+    method: Callable[[KeyManagementServicer, Request, grpc.ServicerContext], Response],
+) -> Callable[[KeyManagementServicer, Request, grpc.ServicerContext], Response]:
     """The one place an exception becomes a gRPC status (and a log line)."""
     name = method.__name__
 
     @functools.wraps(method)
-    def handler(self: KeyManagementServicer, request: object, context: grpc.ServicerContext):
+    def handler(
+        self: KeyManagementServicer, request: Request, context: grpc.ServicerContext
+    ) -> Response:
         try:
             return method(self, request, context)
         except Exception as error:  # noqa: BLE001 - every failure must become a status
@@ -77,6 +80,7 @@ def _rpc(
                         },
                     )
             context.abort(code, message)
+            raise AssertionError("context.abort returns only by raising") from error
 
     return handler
 

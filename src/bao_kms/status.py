@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from .errors import (
     DeadlineExceeded,
@@ -144,9 +145,9 @@ class StatusMonitor:
             reasons.append("status_stale")
         if snap.active is None and not reasons:
             reasons.append("no_active_key")
-        ok = not reasons
-        unique = tuple(dict.fromkeys(reasons))
-        return Health(ok, unique, snap.active.key_id if ok else "", age)
+        if reasons or snap.active is None:
+            return Health(False, tuple(dict.fromkeys(reasons)), "", age)
+        return Health(True, (), snap.active.key_id, age)
 
     def encrypt_version(self) -> KeyVersion:
         """The version Encrypt must use; NotReady unless Status would say ``ok`` right now."""
@@ -299,7 +300,7 @@ class StatusMonitor:
             self._publish(deep_key_id=active.key_id, deep_problem="deep_probe_pending")
         self._log_health()
 
-    def _publish(self, **changes: object) -> None:
+    def _publish(self, **changes: Any) -> None:
         with self._publish_lock:
             self._snapshot = dataclasses.replace(self._snapshot, **changes)
 

@@ -18,7 +18,10 @@ pytestmark = [pytest.mark.openbao, pytest.mark.timeout(120)]
 def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bao_kms", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -26,9 +29,20 @@ def test_dev_serves_prints_config_and_stops_cleanly(socket_dir):
     socket_path = socket_dir / "dev.sock"
     workdir = socket_dir / "work"
     dev = subprocess.Popen(
-        [sys.executable, "-m", "bao_kms", "dev", "--socket", str(socket_path),
-         "--workdir", str(workdir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bao_kms",
+            "dev",
+            "--socket",
+            str(socket_path),
+            "--workdir",
+            str(workdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     lines: list[str] = []
     try:
@@ -41,7 +55,9 @@ def test_dev_serves_prints_config_and_stops_cleanly(socket_dir):
             if line.startswith("Serving."):
                 break
         output = "".join(lines)
-        assert "Serving." in output, output + dev.stderr.read() if dev.poll() is not None else output
+        assert "Serving." in output, (
+            output + dev.stderr.read() if dev.poll() is not None else output
+        )
         assert f"unix://{socket_path}" in output
         assert "kind: EncryptionConfiguration" in output and "apiVersion: v2" in output
         assert "self-probe         : ok" in output

@@ -19,7 +19,9 @@ def test_200_concurrent_decrypts_with_duplicates(start_provider):
 
     def decrypt(item):
         seed, encrypted = item
-        result = running.client.decrypt(encrypted.ciphertext, encrypted.key_id, encrypted.annotations)
+        result = running.client.decrypt(
+            encrypted.ciphertext, encrypted.key_id, encrypted.annotations
+        )
         return result.plaintext == seed
 
     with ThreadPoolExecutor(64) as pool:

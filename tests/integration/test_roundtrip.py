@@ -15,7 +15,9 @@ from bao_kms.identity import Identity
 pytestmark = pytest.mark.openbao
 
 VECTORS = Path(__file__).resolve().parents[1] / "codec" / "key-aad-golden-v1.json"
-FQDN = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
+FQDN = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
+)
 
 
 def test_round_trip_meets_the_kms_v2_contract(start_provider):
@@ -34,7 +36,9 @@ def test_round_trip_meets_the_kms_v2_contract(start_provider):
         assert FQDN.fullmatch(key) and "/" not in key
     assert sum(len(k) + len(v) for k, v in encrypted.annotations.items()) <= 32768
 
-    decrypted = running.client.decrypt(encrypted.ciphertext, encrypted.key_id, encrypted.annotations)
+    decrypted = running.client.decrypt(
+        encrypted.ciphertext, encrypted.key_id, encrypted.annotations
+    )
     assert decrypted.plaintext == seed
 
 

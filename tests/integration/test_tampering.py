@@ -101,7 +101,7 @@ def test_plugin_version_is_required_but_not_compared(sealed_object):
 
 @pytest.mark.parametrize(
     "ciphertext",
-    [b"", b"x" * 1025, b"vault:v2:AAAA", b"vault:v1:", b"vault:v1:AA\"A", b"plain"],
+    [b"", b"x" * 1025, b"vault:v2:AAAA", b"vault:v1:", b'vault:v1:AA"A', b"plain"],
 )
 def test_malformed_or_other_version_ciphertext_never_reaches_openbao(sealed_object, ciphertext):
     running, encrypted, _ = sealed_object
@@ -114,7 +114,12 @@ def test_tampered_ciphertext_body_fails_authentication_at_openbao(sealed_object)
     running, encrypted, _ = sealed_object
     prefix, body = encrypted.ciphertext.rsplit(b":", 1)
     flipped = body[:10] + (b"A" if body[10:11] != b"A" else b"B") + body[11:]
-    call = lambda: running.client.decrypt(prefix + b":" + flipped, encrypted.key_id, encrypted.annotations)  # noqa: E731
+
+    def call():
+        return running.client.decrypt(
+            prefix + b":" + flipped, encrypted.key_id, encrypted.annotations
+        )
+
     assert _code(call) is INVALID
     assert running.pool.count("decrypt") == 1
 
@@ -172,4 +177,6 @@ def test_policy_without_decrypt_is_permission_denied(start_provider, openbao):
         assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
         assert token not in info.value.details() and "transit" not in info.value.details()
     finally:
-        openbao.api("PUT", "sys/policies/acl/kms-transit", {"policy": openbao_policy("transit", "kms")})
+        openbao.api(
+            "PUT", "sys/policies/acl/kms-transit", {"policy": openbao_policy("transit", "kms")}
+        )

@@ -20,8 +20,9 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 TIMEOUT = 60
 
 
-def run(*args: str, env: dict[str, str] | None = None,
-        timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     # the package under test is whatever this interpreter imports (the installed wheel in CI);
     # only the operator-facing overrides are cleared so they cannot leak into a test
     overrides = ("BAO_KMS_CONFIG", "BAO_KMS_SOCKET", "BAO_KMS_LOG_LEVEL", "BAO_KMS_BAO_BINARY")
@@ -29,7 +30,11 @@ def run(*args: str, env: dict[str, str] | None = None,
     environ.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "bao_kms", *args],
-        capture_output=True, text=True, timeout=timeout, env=environ, cwd=SRC.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environ,
+        cwd=SRC.parent,
     )
 
 
@@ -49,8 +54,13 @@ def document(socket_path: Path, token_file: Path, **server: Any) -> dict[str, An
         "server": {"socketPath": str(socket_path), **server},
         "openbao": {"addresses": [f"http://127.0.0.1:{closed_port()}"], "timeout": "500ms"},
         "auth": {"method": "token", "token": {"file": str(token_file)}},
-        "identity": {"providerName": "p", "clusterId": "c", "openbaoInstanceId": "o",
-                     "transitMountId": "t", "keyLineageId": "k"},
+        "identity": {
+            "providerName": "p",
+            "clusterId": "c",
+            "openbaoInstanceId": "o",
+            "transitMountId": "t",
+            "keyLineageId": "k",
+        },
     }
 
 
@@ -91,9 +101,18 @@ def test_version_json() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [(), ("--bogus",), ("version", "--bogus"), ("frobnicate",), ("version", "--output", "xml"),
-     ("config",), ("config", "lint"), ("probe",), ("probe", "--socket", "/x", "--timeout", "10"),
-     ("probe", "--socket", "/x", "--timeout", "-1s")],
+    [
+        (),
+        ("--bogus",),
+        ("version", "--bogus"),
+        ("frobnicate",),
+        ("version", "--output", "xml"),
+        ("config",),
+        ("config", "lint"),
+        ("probe",),
+        ("probe", "--socket", "/x", "--timeout", "10"),
+        ("probe", "--socket", "/x", "--timeout", "-1s"),
+    ],
     ids=lambda args: " ".join(args) or "(none)",
 )
 def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
@@ -184,8 +203,9 @@ def test_config_check_unreadable_exits_3(tmp_path: Path, which: str) -> None:
 
 
 def test_env_log_level_override_validated(valid_config: Path) -> None:
-    result = run("config", "check", "--config", str(valid_config),
-                 env={"BAO_KMS_LOG_LEVEL": "chatty"})
+    result = run(
+        "config", "check", "--config", str(valid_config), env={"BAO_KMS_LOG_LEVEL": "chatty"}
+    )
     assert result.returncode == 3
     assert "logging.level" in result.stderr
     no_traceback(result)
@@ -248,9 +268,9 @@ def test_serve_with_unknown_group_leaves_no_socket(
 ) -> None:
     sock_path = socket_dir / "kms.sock"
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(
-        document(sock_path, token_file, socketGroup="no-such-group-bao-kms-zz")
-    ))
+    path.write_text(
+        yaml.safe_dump(document(sock_path, token_file, socketGroup="no-such-group-bao-kms-zz"))
+    )
     result = run("serve", "--config", str(path), timeout=30)
     assert result.returncode == 5, (result.stdout, result.stderr)
     assert "no-such-group-bao-kms-zz" in result.stderr
@@ -269,8 +289,16 @@ def test_probe_missing_socket_exits_4() -> None:
 
 
 def test_probe_missing_socket_json() -> None:
-    result = run("probe", "--socket", "/nonexistent/x.sock", "--timeout", "1s",
-                 "--output", "json", timeout=30)
+    result = run(
+        "probe",
+        "--socket",
+        "/nonexistent/x.sock",
+        "--timeout",
+        "1s",
+        "--output",
+        "json",
+        timeout=30,
+    )
     assert result.returncode == 4
     data = json.loads(result.stdout)
     assert isinstance(data, dict)
@@ -287,8 +315,9 @@ def test_probe_socket_nobody_answers_exits_4(socket_dir: Path) -> None:
     listener.listen(8)
     try:
         started = time.monotonic()
-        result = run("probe", "--socket", str(path), "--timeout", "1s", "--output", "json",
-                     timeout=30)
+        result = run(
+            "probe", "--socket", str(path), "--timeout", "1s", "--output", "json", timeout=30
+        )
         assert result.returncode == 4
         assert json.loads(result.stdout)["ok"] is False
         assert time.monotonic() - started < 20
@@ -297,15 +326,19 @@ def test_probe_socket_nobody_answers_exits_4(socket_dir: Path) -> None:
 
 
 def test_probe_zero_rounds_is_not_a_pass() -> None:
-    result = run("probe", "--socket", "/nonexistent/x.sock", "--timeout", "1s", "--rounds", "0",
-                 timeout=30)
+    result = run(
+        "probe", "--socket", "/nonexistent/x.sock", "--timeout", "1s", "--rounds", "0", timeout=30
+    )
     assert result.returncode != 0, result.stdout
 
 
-
 def test_dev_without_an_openbao_binary_exits_5(tmp_path: Path) -> None:
-    result = run("dev", "--workdir", str(tmp_path / "w"),
-                 env={"BAO_KMS_BAO_BINARY": str(tmp_path / "no-such-bao")})
+    result = run(
+        "dev",
+        "--workdir",
+        str(tmp_path / "w"),
+        env={"BAO_KMS_BAO_BINARY": str(tmp_path / "no-such-bao")},
+    )
     assert result.returncode == 5, result.stderr
     assert "cannot run" in result.stderr
     no_traceback(result)

@@ -16,8 +16,13 @@ from bao_kms.errors import ConfigError
 #: a word no validation message contains, so finding it in one means a value was echoed
 MARKER = "Zorblaxian"
 
-IDENTITY_FIELDS = ["providerName", "clusterId", "openbaoInstanceId", "transitMountId",
-                   "keyLineageId"]
+IDENTITY_FIELDS = [
+    "providerName",
+    "clusterId",
+    "openbaoInstanceId",
+    "transitMountId",
+    "keyLineageId",
+]
 
 
 def minimal() -> dict[str, Any]:
@@ -71,16 +76,25 @@ def test_minimal_document_gets_documented_defaults() -> None:
     assert config.identity.cluster_id == "cluster-a"
     assert config.transit.mount_path == "transit"
     assert config.transit.key_name == "kms"
-    assert (config.status.probe_interval, config.status.deep_probe_interval,
-            config.status.max_staleness) == (30.0, 300.0, 120.0)
+    assert (
+        config.status.probe_interval,
+        config.status.deep_probe_interval,
+        config.status.max_staleness,
+    ) == (30.0, 300.0, 120.0)
     assert config.logging.level == "info"
 
 
 def test_full_document_is_read_into_python_names() -> None:
     document = minimal()
     document.update(
-        server={"socketPath": "/run/kms/p.sock", "socketMode": "0640", "socketGroup": "kube",
-                "gracePeriod": "3s", "workers": 4, "maxConcurrentRequests": 64},
+        server={
+            "socketPath": "/run/kms/p.sock",
+            "socketMode": "0640",
+            "socketGroup": "kube",
+            "gracePeriod": "3s",
+            "workers": 4,
+            "maxConcurrentRequests": 64,
+        },
         transit={"mountPath": "kms/transit", "keyName": "apiserver"},
         status={"probeInterval": "10s", "deepProbeInterval": "5m", "maxStaleness": "1m"},
         logging={"level": "debug"},
@@ -186,8 +200,13 @@ def test_bad_duration_refused_with_field_named(value: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["server.gracePeriod", "status.probeInterval", "status.deepProbeInterval",
-             "status.maxStaleness"],
+    "path",
+    [
+        "server.gracePeriod",
+        "status.probeInterval",
+        "status.deepProbeInterval",
+        "status.maxStaleness",
+    ],
 )
 def test_every_duration_field_refuses_bare_numbers(path: str) -> None:
     assert path in refused(with_value(path, "10"))
@@ -202,7 +221,8 @@ def test_socket_mode_accepted(text: str, mode: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["0666", "0662", "0777", "0999", "0668", 660, 0o660, "rw-rw----", "", "0x1b0"],
+    "value",
+    ["0666", "0662", "0777", "0999", "0668", 660, 0o660, "rw-rw----", "", "0x1b0"],
 )
 def test_bad_socket_mode_refused(value: Any) -> None:
     assert "server.socketMode" in refused(with_value("server.socketMode", value))
@@ -266,8 +286,12 @@ def test_bad_address_refused(address: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["http://user:secret@bao.example.com:8200", "http://:8200", "http://bao.example.com:abc",
-     "http://bao.example.com:99999"],
+    [
+        "http://user:secret@bao.example.com:8200",
+        "http://:8200",
+        "http://bao.example.com:abc",
+        "http://bao.example.com:99999",
+    ],
 )
 def test_address_is_host_and_port_only(address: str) -> None:
     assert "openbao.addresses" in refused(with_value("openbao.addresses", [address]))
@@ -311,8 +335,9 @@ def test_bad_identity_label_refused_without_echoing_it(field: str, label: str) -
         assert label not in message
 
 
-@pytest.mark.parametrize("label", ["clüster-ä", "集群-1", "01HXEXAMPLEKEYLINEAGEID", "a",
-                                   "x" * 256, "bao.prod_a-1/x"])
+@pytest.mark.parametrize(
+    "label", ["clüster-ä", "集群-1", "01HXEXAMPLEKEYLINEAGEID", "a", "x" * 256, "bao.prod_a-1/x"]
+)
 def test_good_identity_label_accepted(label: str) -> None:
     for field in IDENTITY_FIELDS:
         config = parse_config(with_value(f"identity.{field}", label))
@@ -323,8 +348,9 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
-@pytest.mark.parametrize("label", [BAD_LABELS["space"], BAD_LABELS["zero-width-space"],
-                                   BAD_LABELS["non-nfc"]])
+@pytest.mark.parametrize(
+    "label", [BAD_LABELS["space"], BAD_LABELS["zero-width-space"], BAD_LABELS["non-nfc"]]
+)
 def test_bad_namespace_refused_without_echoing_it(label: str) -> None:
     message = refused(with_value("openbao.namespace", label))
     assert "namespace" in message
@@ -484,8 +510,8 @@ def test_env_overrides_win_over_file(write) -> None:
     document = with_value("server.socketPath", "/run/file/kms.sock")
     document = with_value("logging.level", "error", document)
     config = load_config(
-        write(document), environ={"BAO_KMS_SOCKET": "/run/env/kms.sock",
-                                  "BAO_KMS_LOG_LEVEL": "warning"}
+        write(document),
+        environ={"BAO_KMS_SOCKET": "/run/env/kms.sock", "BAO_KMS_LOG_LEVEL": "warning"},
     )
     assert config.server.socket_path == "/run/env/kms.sock"
     assert config.server.socket_mode == 0o660
@@ -542,8 +568,15 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
-               "array": list, "object": dict, "null": type(None)}
+_JSON_TYPES = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+    "null": type(None),
+}
 
 
 def _schema_problems(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str):
@@ -583,13 +616,26 @@ def _schema_problems(value: Any, schema: dict[str, Any], root: dict[str, Any], w
 
 def test_schema_has_camel_case_properties() -> None:
     schema = Config.model_json_schema(by_alias=True)
-    assert set(schema["properties"]) == {"server", "openbao", "auth", "identity", "transit",
-                                         "status", "logging"}
+    assert set(schema["properties"]) == {
+        "server",
+        "openbao",
+        "auth",
+        "identity",
+        "transit",
+        "status",
+        "logging",
+    }
     assert set(schema["required"]) == {"openbao", "auth", "identity"}
     assert schema["additionalProperties"] is False
     server = _resolve(schema["properties"]["server"], schema)
-    assert {"socketPath", "socketMode", "socketGroup", "gracePeriod", "workers",
-            "maxConcurrentRequests"} <= set(server["properties"])
+    assert {
+        "socketPath",
+        "socketMode",
+        "socketGroup",
+        "gracePeriod",
+        "workers",
+        "maxConcurrentRequests",
+    } <= set(server["properties"])
     identity = _resolve(schema["properties"]["identity"], schema)
     assert set(identity["properties"]) == set(IDENTITY_FIELDS)
     status = _resolve(schema["properties"]["status"], schema)
@@ -625,7 +671,6 @@ def test_schema_accepts_a_valid_document_with_durations_and_mode() -> None:
     parse_config(document)  # the validator accepts it ...
     schema = Config.model_json_schema(by_alias=True)
     assert list(_schema_problems(document, schema, schema, "$")) == []  # ... so must the schema
-
 
 
 def test_log_level_is_case_insensitive():

@@ -25,7 +25,7 @@ def test_example_config_is_valid_and_is_the_readme_one():
 def test_policy_file_is_the_rendered_least_privilege_policy():
     text = (DEPLOY / "openbao-policy.hcl").read_text()
     assert openbao_policy("transit", "kms") in text
-    assert set(re.findall(r'capabilities = \[(.*?)\]', text)) == {'"update"', '"read"'}
+    assert set(re.findall(r"capabilities = \[(.*?)\]", text)) == {'"update"', '"read"'}
 
 
 def test_encryption_configuration_names_the_provider_and_socket():

@@ -10,20 +10,38 @@ from bao_kms.key_profile import key_profile_problems
 from bao_kms.openbao import KeyMetadata
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-DOCUMENTED = set(re.findall(r"`([a-z_]+)`", README.split("### Status reasons", 1)[1].split("###")[0]))
+DOCUMENTED = set(
+    re.findall(r"`([a-z_]+)`", README.split("### Status reasons", 1)[1].split("###")[0])
+)
 
 EVERYTHING_WRONG = KeyMetadata(
-    type="rsa-2048", derived=True, convergent_encryption=True, exportable=True,
-    allow_plaintext_backup=True, deletion_allowed=True, soft_deleted=True, latest_version=0,
-    min_decryption_version=5, min_encryption_version=5, min_available_version=0, versions={},
+    type="rsa-2048",
+    derived=True,
+    convergent_encryption=True,
+    exportable=True,
+    allow_plaintext_backup=True,
+    deletion_allowed=True,
+    soft_deleted=True,
+    latest_version=0,
+    min_decryption_version=5,
+    min_encryption_version=5,
+    min_available_version=0,
+    versions={},
 )
 
 
 def reported_reasons() -> set[str]:
     reasons = set(key_profile_problems(EVERYTHING_WRONG, disable_upsert=False))
-    for cls in (errors.OpenBaoUnavailable, errors.OpenBaoCircuitOpen, errors.OpenBaoSealed,
-                errors.OpenBaoUnauthenticated, errors.OpenBaoPermissionDenied,
-                errors.OpenBaoBadResponse, errors.OpenBaoRejected, errors.DeadlineExceeded):
+    for cls in (
+        errors.OpenBaoUnavailable,
+        errors.OpenBaoCircuitOpen,
+        errors.OpenBaoSealed,
+        errors.OpenBaoUnauthenticated,
+        errors.OpenBaoPermissionDenied,
+        errors.OpenBaoBadResponse,
+        errors.OpenBaoRejected,
+        errors.DeadlineExceeded,
+    ):
         reasons.add(status.failure_reason(cls("x"), "metadata_read_failed"))
         reasons.add(status.failure_reason(cls("x"), "deep_probe_failed"))
     source = Path(status.__file__).read_text()

@@ -157,10 +157,16 @@ CONSISTENT_UNKNOWN = {
         ({"ciphertext": b"vault:v2:QUJD"}, grpc.StatusCode.INVALID_ARGUMENT, False),
         # an unknown key_id is looked up (maybe refreshed) only when the request is consistent
         (CONSISTENT_UNKNOWN, grpc.StatusCode.NOT_FOUND, True),
-        ({**CONSISTENT_UNKNOWN, "annotations": dict(V1.annotations)},
-         grpc.StatusCode.INVALID_ARGUMENT, False),
-        ({**CONSISTENT_UNKNOWN, "ciphertext": b"vault:v1:QUJD"},
-         grpc.StatusCode.INVALID_ARGUMENT, False),
+        (
+            {**CONSISTENT_UNKNOWN, "annotations": dict(V1.annotations)},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            False,
+        ),
+        (
+            {**CONSISTENT_UNKNOWN, "ciphertext": b"vault:v1:QUJD"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            False,
+        ),
         ({"key_id": V5.key_id}, grpc.StatusCode.INVALID_ARGUMENT, False),
     ],
 )
@@ -184,7 +190,10 @@ def test_plaintext_limit_is_what_fits_in_1024_bytes_of_ciphertext(parts):
 @pytest.mark.parametrize(
     ("failure", "code"),
     [
-        (CiphertextAuthenticationFailed("ciphertext failed authentication"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            CiphertextAuthenticationFailed("ciphertext failed authentication"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         (DeadlineExceeded("deadline"), grpc.StatusCode.DEADLINE_EXCEEDED),
     ],
 )

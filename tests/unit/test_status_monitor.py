@@ -375,7 +375,11 @@ def test_background_thread_probes_and_stops(transit):
 
 def test_a_bug_in_a_probe_fails_closed_and_probing_goes_on(transit):
     monitor = StatusMonitor(
-        transit, IDENTITY, probe_interval=0.05, deep_probe_interval=0.1, max_staleness=60,
+        transit,
+        IDENTITY,
+        probe_interval=0.05,
+        deep_probe_interval=0.1,
+        max_staleness=60,
         retry_interval=0.05,
     )
     monitor.start()

@@ -12,4 +12,11 @@ from .key_metadata import KeyMetadata
 from .transit import TransitClient
 from .transport import Transport, make_pool
 
-__all__ = ["CircuitBreaker", "KeyMetadata", "TokenFileAuth", "TransitClient", "Transport", "make_pool"]
+__all__ = [
+    "CircuitBreaker",
+    "KeyMetadata",
+    "TokenFileAuth",
+    "TransitClient",
+    "Transport",
+    "make_pool",
+]

@@ -224,17 +224,18 @@ class Transport:
 
 
 def _network_error(error: urllib3_errors.HTTPError, timeout: float, cut_short: bool) -> KmsError:
+    cause: Exception = error
     if isinstance(error, urllib3_errors.MaxRetryError) and error.reason is not None:
-        error = error.reason
+        cause = error.reason
     # NewConnectionError subclasses ConnectTimeoutError, so it must be tested first.
-    if isinstance(error, urllib3_errors.NewConnectionError):
+    if isinstance(cause, urllib3_errors.NewConnectionError):
         return OpenBaoUnavailable("cannot connect to OpenBao")
-    if isinstance(error, urllib3_errors.TimeoutError | urllib3_errors.EmptyPoolError):
+    if isinstance(cause, urllib3_errors.TimeoutError | urllib3_errors.EmptyPoolError):
         if cut_short:
             return DeadlineExceeded("deadline passed while waiting for OpenBao")
-        if isinstance(error, urllib3_errors.EmptyPoolError):
+        if isinstance(cause, urllib3_errors.EmptyPoolError):
             return OpenBaoUnavailable(f"no free connection to OpenBao within {timeout:g} s")
         return OpenBaoUnavailable(f"OpenBao did not answer within {timeout:g} s")
-    if isinstance(error, urllib3_errors.SSLError):
+    if isinstance(cause, urllib3_errors.SSLError):
         return OpenBaoUnavailable("TLS connection to OpenBao failed")
     return OpenBaoUnavailable("connection to OpenBao failed")

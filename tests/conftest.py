@@ -20,6 +20,7 @@ from bao_kms.client import KmsClient
 from bao_kms.config import Config, parse_config
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.manifests import openbao_policy
+from bao_kms.openbao import make_pool
 from bao_kms.provider import Provider
 
 
@@ -59,7 +60,10 @@ class RunningProvider:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.pool = CountingPool(retries=False, maxsize=config.server.workers + 2, block=True)
+        ca_file = config.openbao.ca_file
+        self.pool = make_pool(
+            ca_file=ca_file, maxsize=config.server.workers + 2, pool_class=CountingPool
+        )
         self.provider = Provider(config, pool=self.pool)
         self.socket_path = Path(config.server.socket_path)
         self.client = KmsClient(self.socket_path)

@@ -24,7 +24,12 @@ from .breaker import CircuitBreaker
 logger = logging.getLogger(__name__)
 
 
-def make_pool(*, ca_file: str | os.PathLike[str] | None, maxsize: int = 16) -> urllib3.PoolManager:
+def make_pool(
+    *,
+    ca_file: str | os.PathLike[str] | None,
+    maxsize: int = 16,
+    pool_class: type[urllib3.PoolManager] = urllib3.PoolManager,
+) -> urllib3.PoolManager:
     """The one connection pool: no retries or redirects, TLS always verified, bounded.
 
     ``block=True`` makes a request wait for a free connection instead of opening one more
@@ -38,7 +43,8 @@ def make_pool(*, ca_file: str | os.PathLike[str] | None, maxsize: int = 16) -> u
     except OSError as error:  # ssl.SSLError is an OSError too
         reason = error.strerror or type(error).__name__
         raise ConfigError(f"OpenBao CA file {cafile} cannot be loaded: {reason}") from None
-    return urllib3.PoolManager(
+    # pool_class: tests pass a request-counting subclass and get these exact settings
+    return pool_class(
         maxsize=maxsize,
         block=True,
         retries=False,

@@ -13,6 +13,7 @@ import pytest
 import urllib3
 
 from bao_kms.embedded import EmbeddedOpenBao
+from bao_kms.openbao import KeyMetadata
 
 GOLDEN_IDENTITY = {
     "providerName": "openbao-kms-workload-a",
@@ -82,3 +83,20 @@ def provider_document(
     if ca_file is not None:
         document["openbao"]["caFile"] = str(ca_file)
     return document
+
+
+#: Transit key metadata with the safe profile: one version, nothing exportable or deletable
+SAFE_KEY = KeyMetadata(
+    type="aes256-gcm96",
+    derived=False,
+    convergent_encryption=False,
+    exportable=False,
+    allow_plaintext_backup=False,
+    deletion_allowed=False,
+    soft_deleted=False,
+    latest_version=1,
+    min_decryption_version=1,
+    min_encryption_version=0,
+    min_available_version=0,
+    versions={1: 1_700_000_000},
+)

@@ -6,23 +6,10 @@ import dataclasses
 
 import pytest
 
+from _support import SAFE_KEY
 from bao_kms.key_profile import key_profile_problems
-from bao_kms.openbao import KeyMetadata
 
-SAFE = KeyMetadata(
-    type="aes256-gcm96",
-    derived=False,
-    convergent_encryption=False,
-    exportable=False,
-    allow_plaintext_backup=False,
-    deletion_allowed=False,
-    soft_deleted=False,
-    latest_version=2,
-    min_decryption_version=1,
-    min_encryption_version=0,
-    min_available_version=0,
-    versions={1: 100, 2: 200},
-)
+SAFE = dataclasses.replace(SAFE_KEY, latest_version=2, versions={1: 100, 2: 200})
 
 
 def test_the_safe_profile_has_no_problems():

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from _support import SAFE_KEY
 from bao_kms.errors import (
     DeadlineExceeded,
     NotReady,
@@ -18,25 +19,9 @@ from bao_kms.errors import (
     UnknownKeyId,
 )
 from bao_kms.identity import Identity
-from bao_kms.openbao import KeyMetadata
 from bao_kms.status import StatusMonitor
 
 IDENTITY = Identity("provider", "cluster", "instance", "", "mount", "lineage")
-
-SAFE_KEY = KeyMetadata(
-    type="aes256-gcm96",
-    derived=False,
-    convergent_encryption=False,
-    exportable=False,
-    allow_plaintext_backup=False,
-    deletion_allowed=False,
-    soft_deleted=False,
-    latest_version=1,
-    min_decryption_version=1,
-    min_encryption_version=0,
-    min_available_version=0,
-    versions={1: 1_700_000_000},
-)
 
 
 class Clock:

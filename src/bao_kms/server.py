@@ -74,7 +74,7 @@ class ProviderServer:
         self._server = server
         log.info(
             "serving KMS v2",
-            extra={"socket": str(path), "mode": oct(self.settings.socket_mode)},
+            extra={"socket": str(path), "mode": f"{self.settings.socket_mode:04o}"},
         )
 
     def stop(self, grace: float | None = None) -> None:

@@ -106,5 +106,5 @@ class TokenFileAuth:
         # The next call must look at the file again instead of trusting the last good check.
         self._checked_at = -math.inf
         if self._throttle.admit(why) is not None:
-            logger.warning("OpenBao token file %s: %s", self.path, why)
+            logger.warning("OpenBao token file unusable", extra={"path": self.path, "problem": why})
         raise OpenBaoUnauthenticated(message)

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -74,6 +75,11 @@ class SignalLatch:
             signal.signal(sig, previous)
 
     def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            # A second signal while draining: the operator (or kubelet/systemd, before its
+            # SIGKILL) wants out now. A socket left behind is reclaimed as stale next start.
+            log.warning("second signal: exiting without draining")
+            os._exit(EXIT_RUNTIME)
         self.received = signum
         self._event.set()
 
@@ -134,6 +140,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
             return EXIT_RUNTIME
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a secret file readable by us only, even if a file by that name already exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
 def _dev(args: argparse.Namespace, latch: SignalLatch) -> int:
     from .embedded import EmbeddedOpenBao
     from .provider import Provider
@@ -150,8 +166,7 @@ def _dev(args: argparse.Namespace, latch: SignalLatch) -> int:
         openbao.setup_transit("transit", "kms")
         token = openbao.create_token(openbao_policy("transit", "kms"))
         token_file = workdir / "openbao-token"
-        token_file.touch(mode=0o600)
-        token_file.write_text(token)
+        _write_private(token_file, token)
         document = {
             "server": {"socketPath": str(socket_path), "socketMode": "0660"},
             "openbao": {"addresses": [openbao.address], "timeout": "2s"},
@@ -315,6 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_ERROR
     except Exception as error:  # noqa: BLE001 - a bug: say so without its message or a traceback
+        if not logging.getLogger("bao_kms").handlers:
+            configure_logging("error")
+        log.error(
+            "internal error",
+            extra={
+                "error_type": type(error).__name__,
+                "stack": "".join(traceback.format_tb(error.__traceback__)),
+            },
+        )
         print(
             f"bao-kms-provider: internal error ({type(error).__name__}); please report it",
             file=sys.stderr,

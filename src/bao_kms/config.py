@@ -9,6 +9,7 @@ message names the field but never echoes its value (identity labels are not for 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import urllib.parse
@@ -168,12 +169,15 @@ def _check_group(value: str) -> str:
     return value
 
 
-_LOOPBACK_HOSTS = ("localhost", "::1")
-
-
 def _is_loopback(address: str) -> bool:
+    """Loopback by address, not by spelling: ``127.evil.example`` is a DNS name."""
     host = urllib.parse.urlsplit(address).hostname or ""
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 Label = Annotated[str, AfterValidator(_check_label)]
@@ -211,7 +215,8 @@ class OpenBaoConfig(_Section):
     def _https_off_loopback(self) -> OpenBaoConfig:
         if not self.allow_insecure_http:
             for address in self.addresses:
-                if address.startswith("http://") and not _is_loopback(address):
+                scheme = urllib.parse.urlsplit(address).scheme  # lower-cased, as urllib3 does
+                if scheme == "http" and not _is_loopback(address):
                     raise ValueError(
                         "addresses: http:// is only allowed to loopback addresses (the token "
                         "would cross the network in clear text); use https:// or set "

@@ -46,8 +46,16 @@ class Provider:
         self.transit = TransitClient(
             self.transport, config.transit.mount_path, config.transit.key_name
         )
+        # Same transport and breaker; the probes are exempt so Status sees OpenBao's real state
+        # and a recovery closes the breaker at the next probe.
+        self.probe_transit = TransitClient(
+            self.transport,
+            config.transit.mount_path,
+            config.transit.key_name,
+            exempt_from_breaker=True,
+        )
         self.monitor = StatusMonitor(
-            self.transit,
+            self.probe_transit,
             config.provider_identity(),
             probe_interval=config.status.probe_interval,
             deep_probe_interval=config.status.deep_probe_interval,

@@ -55,39 +55,43 @@ def _rpc(
             return method(self, request, context)
         except Exception as error:  # noqa: BLE001 - every failure must become a status
             code, message = grpc_status(error)
-            if code is grpc.StatusCode.INTERNAL:
-                # type and frames only: a bug's message could quote a secret value, and this
-                # must hold for any handler, not only our JSON formatter
-                log.error(
-                    "rpc failed with a bug",
-                    extra={
-                        "rpc": name,
-                        "error_type": type(error).__name__,
-                        "stack": "".join(traceback.format_tb(error.__traceback__)),
-                    },
-                )
-            else:
-                reason = getattr(error, "reason", "")
-                suppressed = _THROTTLE.admit((name, code, reason))
-                if suppressed is not None:
-                    log.warning(
-                        "rpc failed",
-                        extra={
-                            "rpc": name,
-                            "code": code.name,
-                            "reason": reason,
-                            "suppressed_since_last": suppressed,
-                        },
-                    )
+            _log_failure(name, code, error)
             context.abort(code, message)
             raise AssertionError("context.abort returns only by raising") from error
 
     return handler
 
 
+#: grpcio reports "no deadline" as an enormous time_remaining() (~9.2e18 s), not None
+_NO_DEADLINE = 24 * 3600.0
+
+
+def _log_failure(rpc: str, code: grpc.StatusCode, error: Exception) -> None:
+    """One throttled line per kind of failure; a bug logs its type and frames, never its
+    message (which could quote a secret), whatever handler the logs go to."""
+    reason = getattr(error, "reason", "bug") if code is not grpc.StatusCode.INTERNAL else "bug"
+    suppressed = _THROTTLE.admit((rpc, code, reason))
+    if suppressed is None:
+        return
+    fields: dict[str, object] = {
+        "rpc": rpc,
+        "code": code.name,
+        "reason": reason,
+        "suppressed_since_last": suppressed,
+    }
+    if reason == "bug":
+        fields["error_type"] = type(error).__name__
+        fields["stack"] = "".join(traceback.format_tb(error.__traceback__))
+        log.error("rpc failed with a bug", extra=fields)
+    else:
+        log.warning("rpc failed", extra=fields)
+
+
 def _deadline(context: grpc.ServicerContext, clock: Callable[[], float]) -> float | None:
     remaining = context.time_remaining()
-    return None if remaining is None else clock() + remaining
+    if remaining is None or remaining > _NO_DEADLINE:
+        return None
+    return clock() + remaining
 
 
 def _check_length(name: str, value: bytes | str, maximum: int, *, required: bool) -> None:

@@ -196,13 +196,17 @@ class StatusMonitor:
         raise UnknownKeyId("key_id does not name a key version this provider knows")
 
     def _refresh_versions(self, now: float, deadline: float | None) -> None:
-        """Read the key once (caller holds the refresh lock) and merge new versions."""
-        previous = self._last_unknown_refresh
+        """Read the key once (caller holds the refresh lock) and merge new versions.
+
+        The attempt uses up this interval's refresh whatever happens, so a slow OpenBao cannot
+        be asked once per waiting caller; while the outcome is unknown, callers get the
+        failure (UNAVAILABLE) rather than NOT_FOUND.
+        """
         self._last_unknown_refresh = now
         try:
             key = self._transit.read_key(deadline=deadline)
         except DeadlineExceeded:
-            self._last_unknown_refresh = previous  # this caller ran out of time; not a verdict
+            self._refresh_error = OpenBaoUnavailable("OpenBao did not answer a key refresh in time")
             raise
         except KmsError as error:
             self._refresh_error = error
@@ -212,20 +216,23 @@ class StatusMonitor:
             self._wake.set()  # a new version: let the probes judge it (and maybe promote it)
 
     def _merge_versions(self, key: KeyMetadata) -> bool:
-        """Add decryptable versions not yet known, where the lineage agrees; True if any."""
+        """Add decryptable versions not yet known, if the lineage agrees; True if any.
+
+        The same lineage rules as the metadata probe, so which path sees a version first never
+        changes the verdict; while a lineage problem stands, nothing new is adopted.
+        """
         with self._publish_lock:
-            if key.latest_version < self._highest_latest:
-                return False  # history went backwards: the metadata probe will say so
             snap = self._snapshot
+            if self._lineage_problems(key) or any(
+                problem.startswith("key_lineage") for problem in snap.metadata_problems
+            ):
+                return False
             known = {version.version for version in snap.versions.values()}
             versions = dict(snap.versions)
             for version, created in key.versions.items():
-                if version < key.min_decryption_version or version in known:
-                    continue
-                if self._created.setdefault(version, created) != created:
-                    continue  # re-created key material under a known version number
-                added = self._identity.key_version(version, created)
-                versions[added.key_id] = added
+                if version >= key.min_decryption_version and version not in known:
+                    added = self._identity.key_version(version, created)
+                    versions[added.key_id] = added
             if len(versions) == len(snap.versions):
                 return False
             self._snapshot = dataclasses.replace(snap, versions=MappingProxyType(versions))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import grpc
 import pytest
@@ -57,17 +58,29 @@ def test_openbao_stopped_then_back(start_provider, raft_openbao):
 
 def test_openbao_sealed_then_unsealed(start_provider, raft_openbao):
     running = start_provider(server=raft_openbao)
-    encrypted = running.client.encrypt(b"s" * 32)
+    seed = b"s" * 32
+    encrypted = running.client.encrypt(seed)
+
+    def decrypt():
+        return running.client.decrypt(encrypted.ciphertext, encrypted.key_id, encrypted.annotations)
+
     raft_openbao.seal()
     try:
         status = wait_for(lambda: _unhealthy(running))
         assert "openbao_sealed" in status.healthz
-        with pytest.raises(grpc.RpcError) as info:
-            running.client.decrypt(encrypted.ciphertext, encrypted.key_id, encrypted.annotations)
-        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        for _ in range(5):  # enough failures to open the circuit breaker
+            with pytest.raises(grpc.RpcError) as info:
+                decrypt()
+            assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert running.provider.transport.breaker.state == "open"
+        # the probes bypass the breaker: Status keeps naming the real cause, round after round
+        for _ in range(15):
+            assert running.client.status().healthz == "openbao_sealed"
+            time.sleep(0.1)
     finally:
         raft_openbao.unseal()
     running.wait_healthy(timeout=30)
+    assert decrypt().plaintext == seed  # a probe's success closed the breaker
 
 
 def test_status_goes_stale_when_probes_stop(start_provider):

@@ -180,3 +180,23 @@ def test_policy_without_decrypt_is_permission_denied(start_provider, openbao):
         openbao.api(
             "PUT", "sys/policies/acl/kms-transit", {"policy": openbao_policy("transit", "kms")}
         )
+
+
+def test_a_client_without_a_deadline_gets_a_proper_answer(start_provider):
+    """grpcio's no-deadline sentinel must not reach lock or socket timeouts (OverflowError)."""
+    running = start_provider()
+    stub_channel = grpc.insecure_channel(f"unix://{running.socket_path}")
+    try:
+        from bao_kms._proto import api_pb2, api_pb2_grpc
+
+        stub = api_pb2_grpc.KeyManagementServiceStub(stub_channel)
+        other = Identity("other", "c", "i", "", "m", "l").key_version(1, 1)
+        encrypted = running.client.encrypt(os.urandom(32))
+        request = api_pb2.DecryptRequest(
+            ciphertext=encrypted.ciphertext, key_id=other.key_id, annotations=other.annotations
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Decrypt(request)  # no timeout at all
+        assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    finally:
+        stub_channel.close()

@@ -93,3 +93,47 @@ def test_deadline_does_not_count_as_a_failure(make_transport, fake, clock):
     with pytest.raises(DeadlineExceeded):
         transport.request("GET", "transit/keys/kms", deadline=clock() - 1)
     assert breaker.state == CLOSED
+
+
+def test_a_trial_that_never_reports_back_is_replaced(clock):
+    breaker = CircuitBreaker(1, 5.0, clock=clock)
+    breaker.record_failure()
+    clock.advance(5)
+    breaker.before_request()  # a trial whose outcome is lost
+    with pytest.raises(CircuitOpen):
+        breaker.before_request()
+    clock.advance(breaker.trial_timeout)
+    breaker.before_request()  # a new trial is allowed
+    assert breaker.state == HALF_OPEN
+
+
+def test_exempt_requests_pass_an_open_breaker_and_their_success_closes_it(
+    make_transport, fake, clock
+):
+    breaker = CircuitBreaker(1, 60.0, clock=clock)
+    transport = make_transport(fake.address, breaker=breaker, clock=clock)
+    fake.reply(Reply(503, {"errors": ["Vault is sealed"]}))
+    with pytest.raises(OpenBaoUnavailable):
+        transport.request("GET", "transit/keys/kms")
+    with pytest.raises(CircuitOpen):
+        transport.request("GET", "transit/keys/kms")
+    with pytest.raises(OpenBaoUnavailable) as info:  # the probe still sees the real state
+        transport.request("GET", "transit/keys/kms", exempt_from_breaker=True)
+    assert not isinstance(info.value, CircuitOpen)
+    fake.reply(Reply(200, {"data": {}}))
+    transport.request("GET", "transit/keys/kms", exempt_from_breaker=True)
+    assert breaker.state == CLOSED  # recovery seen by a probe reopens the request path
+    transport.request("GET", "transit/keys/kms")
+
+
+def test_a_bug_during_a_trial_does_not_wedge_the_breaker(make_transport, fake, clock):
+    breaker = CircuitBreaker(1, 5.0, clock=clock)
+    transport = make_transport(fake.address, breaker=breaker, clock=clock)
+    fake.reply(Reply(500))
+    with pytest.raises(OpenBaoUnavailable):
+        transport.request("GET", "transit/keys/kms")
+    clock.advance(5)
+    transport.auth.token = lambda: (_ for _ in ()).throw(ZeroDivisionError("bug"))
+    with pytest.raises(ZeroDivisionError):
+        transport.request("GET", "transit/keys/kms")
+    assert breaker.state == OPEN  # re-opened, and a later trial is allowed

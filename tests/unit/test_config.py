@@ -736,3 +736,22 @@ def test_unhashable_yaml_key_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("? [a, b]\n: 1\n")
     with pytest.raises(ConfigError, match="mapping key"):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "HTTP://bao.example.com:8200",
+        "Http://10.0.0.5:8200",
+        "http://127.evil.example:8200",
+        "http://localhost.evil.example:8200",
+        "http://0.0.0.0:8200",
+    ],
+)
+def test_plain_http_check_is_not_fooled_by_spelling(address: str) -> None:
+    assert "clear text" in refused(with_value("openbao.addresses", [address]))
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.2:8200", "HTTP://[::1]:8200"])
+def test_real_loopback_addresses_may_use_plain_http(address: str) -> None:
+    parse_config(with_value("openbao.addresses", [address]))

@@ -217,3 +217,9 @@ def test_no_deadline_means_none(parts):
     servicer, _, transit = parts
     call(servicer.Decrypt, good_decrypt(), Context(remaining=None))
     assert transit.calls[-1][-1] is None
+
+
+def test_grpcio_no_deadline_sentinel_means_none(parts):
+    servicer, _, transit = parts
+    call(servicer.Decrypt, good_decrypt(), Context(remaining=9.2e18))
+    assert transit.calls[-1][-1] is None

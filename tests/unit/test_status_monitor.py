@@ -323,11 +323,48 @@ def test_refresh_uses_the_callers_deadline(monitor, transit, clock):
 
 
 def test_refresh_never_adopts_recreated_key_material(monitor, transit, clock):
+    """Deleted and re-created under the same name: v1 has a new creation time and a new v2
+    appears. Neither may be adopted through a lookup, even though v2 is a new number."""
+    monitor.probe_metadata()
+    transit.key = dataclasses.replace(
+        SAFE_KEY, latest_version=2, versions={1: 1_800_000_000, 2: 1_800_000_100}
+    )
+    new_v2 = IDENTITY.key_version(2, 1_800_000_100).key_id
+    with pytest.raises(UnknownKeyId):
+        monitor.lookup(new_v2)
+
+
+def test_a_rollback_after_a_lookup_learned_a_version_fails_closed(monitor, transit, clock):
+    """Whichever path sees v2 first, latest_version going back to 1 is a lineage problem."""
+    monitor.probe_metadata()
+    monitor.probe_deep()
+    rotate(transit, 2, 1_700_000_500)
+    monitor.lookup(IDENTITY.key_version(2, 1_700_000_500).key_id)  # learned via Decrypt
+    transit.key = SAFE_KEY  # restored to an older state
+    monitor.probe_metadata()
+    assert "key_lineage_latest_version_decreased" in monitor.health().reasons
+
+
+def test_nothing_is_adopted_while_a_lineage_problem_stands(monitor, transit, clock):
     monitor.probe_metadata()
     transit.key = dataclasses.replace(SAFE_KEY, versions={1: 1_800_000_000})
-    recreated = IDENTITY.key_version(1, 1_800_000_000).key_id
+    monitor.probe_metadata()  # flags key_lineage_version_created_changed
+    transit.key = dataclasses.replace(
+        SAFE_KEY, latest_version=2, versions={1: 1_700_000_000, 2: 1_700_000_100}
+    )
     with pytest.raises(UnknownKeyId):
-        monitor.lookup(recreated)
+        monitor.lookup(IDENTITY.key_version(2, 1_700_000_100).key_id)
+
+
+def test_a_refresh_that_times_out_still_uses_up_the_interval(monitor, transit, clock):
+    monitor.probe_metadata()
+    transit.calls.clear()
+    transit.failure = DeadlineExceeded("slow")
+    with pytest.raises(DeadlineExceeded):
+        monitor.lookup(IDENTITY.key_version(7, 1).key_id, deadline=clock.now + 1)
+    with pytest.raises(OpenBaoUnavailable):  # not NOT_FOUND: unknown is not established
+        monitor.lookup(IDENTITY.key_version(8, 1).key_id, deadline=clock.now + 1)
+    assert transit.calls["read_key"] == 1
 
 
 def test_reasons_are_not_repeated(monitor, transit):

@@ -7,6 +7,8 @@ fail at once with ``OpenBaoUnavailable`` for ``open_for`` seconds. Then it lets 
 trial request through (*half-open*); its success closes the breaker, its failure re-opens it.
 
 Only unavailability counts (connection, TLS, timeout, 5xx, sealed): a 4xx means OpenBao is up.
+The status probes are not held back by the breaker (they must see OpenBao's real state), but
+their outcomes count, so a successful probe closes it at once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at = 0.0
+        self._trial_at = 0.0
+        #: a trial that never reports back (a bug, a lost thread) must not block forever
+        self.trial_timeout = open_for + 60.0
         self._state = CLOSED
 
     @property
@@ -53,8 +58,12 @@ class CircuitBreaker:
         with self._lock:
             if self._state == CLOSED:
                 return
-            if self._state == OPEN and self._clock() - self._opened_at >= self.open_for:
+            now = self._clock()
+            if (self._state == OPEN and now - self._opened_at >= self.open_for) or (
+                self._state == HALF_OPEN and now - self._trial_at >= self.trial_timeout
+            ):
                 self._state = HALF_OPEN  # this caller is the one trial
+                self._trial_at = now
                 return
         raise CircuitOpen("OpenBao is unavailable (failing fast after repeated failures)")
 

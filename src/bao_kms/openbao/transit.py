@@ -44,8 +44,17 @@ def classify_decrypt_400(body: bytes) -> KmsError:
 class TransitClient:
     """One Transit key on one mount, reached through a :class:`Transport`."""
 
-    def __init__(self, transport: Transport, mount_path: str, key_name: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        mount_path: str,
+        key_name: str,
+        *,
+        exempt_from_breaker: bool = False,
+    ) -> None:
         self.transport = transport
+        #: the status probes' client: must reach OpenBao even while the breaker is open
+        self._exempt = exempt_from_breaker
         mount = quote(mount_path.strip("/"), safe="/")
         key = quote(key_name, safe="")
         self._encrypt_path = f"{mount}/encrypt/{key}"
@@ -63,7 +72,9 @@ class TransitClient:
     ) -> bytes:
         """Ciphertext (``vault:vN:...`` bytes) of *plaintext* under exactly *key_version*."""
         body = _codec.encrypt_request_body(plaintext, key_version, associated_data)
-        answer = self.transport.request("POST", self._encrypt_path, body, deadline=deadline)
+        answer = self.transport.request(
+            "POST", self._encrypt_path, body, deadline=deadline, exempt_from_breaker=self._exempt
+        )
         ciphertext, version = _codec.parse_encrypt_response(answer)
         if version != key_version:
             raise OpenBaoBadResponse(
@@ -79,17 +90,27 @@ class TransitClient:
         _codec.parse_ciphertext_version(ciphertext)
         body = _codec.decrypt_request_body(ciphertext, associated_data)
         answer = self.transport.request(
-            "POST", self._decrypt_path, body, deadline=deadline, classify_400=classify_decrypt_400
+            "POST",
+            self._decrypt_path,
+            body,
+            deadline=deadline,
+            classify_400=classify_decrypt_400,
+            exempt_from_breaker=self._exempt,
         )
         return _codec.parse_decrypt_response(answer)
 
     def read_key(self, *, deadline: float | None = None) -> KeyMetadata:
         """The key's metadata, strictly parsed."""
-        return parse_key_metadata(self.transport.request("GET", self._key_path, deadline=deadline))
+        answer = self.transport.request(
+            "GET", self._key_path, deadline=deadline, exempt_from_breaker=self._exempt
+        )
+        return parse_key_metadata(answer)
 
     def read_keys_config(self, *, deadline: float | None = None) -> bool:
         """The mount's ``disable_upsert`` setting."""
-        answer = self.transport.request("GET", self._keys_config_path, deadline=deadline)
+        answer = self.transport.request(
+            "GET", self._keys_config_path, deadline=deadline, exempt_from_breaker=self._exempt
+        )
         return parse_keys_config(answer)
 
     def health(self, *, deadline: float | None = None) -> str:

@@ -98,9 +98,15 @@ class Transport:
         accept: Collection[int] = (),
         anonymous: bool = False,
         root_namespace: bool = False,
+        exempt_from_breaker: bool = False,
     ) -> bytes:
-        """:meth:`_request` behind the circuit breaker (every address failing counts once)."""
-        self.breaker.before_request()
+        """:meth:`_request` behind the circuit breaker (every address failing counts once).
+
+        *exempt_from_breaker* (the status probes) sends even while the breaker is open; the
+        outcome still counts.
+        """
+        if not exempt_from_breaker:
+            self.breaker.before_request()
         try:
             answer = self._request(
                 method,
@@ -120,6 +126,9 @@ class Transport:
             raise
         except KmsError:
             self.breaker.record_success()  # OpenBao answered; it refused this request
+            raise
+        except BaseException:
+            self.breaker.record_inconclusive()  # a bug: never leave a trial in flight
             raise
         self.breaker.record_success()
         return answer

@@ -329,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_ERROR
+    except BrokenPipeError:
+        # the reader went away (`... | head`): not a bug; keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except Exception as error:  # noqa: BLE001 - a bug: say so without its message or a traceback
         if not logging.getLogger("bao_kms").handlers:
             configure_logging("error")

@@ -350,3 +350,17 @@ def test_dev_with_an_unusable_workdir_exits_5(tmp_path: Path) -> None:
     result = run("dev", "--workdir", str(blocker / "sub"))
     assert result.returncode == 5, result.stderr
     no_traceback(result)
+
+
+def test_a_closed_stdout_pipe_is_not_reported_as_a_bug() -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BAO_KMS_CONFIG")}
+    reader_gone = subprocess.run(
+        f"{sys.executable} -m bao_kms config schema | true",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environ,
+    )
+    assert "internal error" not in reader_gone.stderr
+    no_traceback(reader_gone)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -58,11 +57,22 @@ def _emit(data: dict[str, Any], output: str, text: str) -> None:
 
 class SignalLatch:
     """SIGTERM/SIGINT set a flag instead of killing the process; installed *before* start-up
-    so a signal that arrives while binding or probing still leads to a clean stop."""
+    so a signal that arrives while binding or probing still leads to a clean stop.
+
+    The handler runs in the main thread between any two bytecodes, possibly while that thread
+    holds a lock (inside ``threading.Event``, ``logging``, or a first run of this very
+    handler), so it takes no lock at all: plain assignments, ``os.write``, ``os._exit``.
+    ``Event.set()`` here once deadlocked a provider that got the same signal twice.
+    """
+
+    #: duplicates of one signal (a process group, a supervisor forwarding it) arrive within
+    #: this window and count once; a later second signal means "stop now, skip the drain"
+    DOUBLE_SIGNAL_WINDOW = 1.0
+    POLL_SECONDS = 0.1
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self._event = threading.Event()
+        self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SignalLatch:
@@ -75,20 +85,25 @@ class SignalLatch:
             signal.signal(sig, previous)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.received is not None:
-            # A second signal while draining: the operator (or kubelet/systemd, before its
-            # SIGKILL) wants out now. A socket left behind is reclaimed as stale next start.
-            log.warning("second signal: exiting without draining")
-            os._exit(EXIT_RUNTIME)
-        self.received = signum
-        self._event.set()
+        now = time.monotonic()
+        if self.received is None:
+            self._first_at = now
+            self.received = signum
+            return
+        if now - self._first_at > self.DOUBLE_SIGNAL_WINDOW:
+            os.write(2, _FORCED_EXIT_LINE)
+            os._exit(EXIT_RUNTIME)  # a socket left behind is reclaimed as stale next start
 
     def wait(self) -> int:
         """Block until a signal arrives (at once if one already did); return its number."""
-        while not self._event.wait(1.0):
-            pass
-        assert self.received is not None
+        while self.received is None:
+            time.sleep(self.POLL_SECONDS)  # the handler interrupts it; no lock to share
         return self.received
+
+
+_FORCED_EXIT_LINE = (
+    b'{"level":"warning","logger":"bao_kms.cli","msg":"second signal: exiting without draining"}\n'
+)
 
 
 # --- serve -------------------------------------------------------------------------------------

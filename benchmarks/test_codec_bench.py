@@ -10,16 +10,14 @@ from __future__ import annotations
 import base64
 import importlib
 import json
-import os
 import types
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from bao_kms._codec import NO_EXTENSIONS  # the selector's own reading of the variable
 from bao_kms._proto import api_pb2
-
-NO_EXTENSIONS = os.environ.get("BAO_KMS_NO_EXTENSIONS", "") not in ("", "0")
 
 
 @pytest.fixture(

@@ -43,10 +43,6 @@ class KmsClient:
         )
         return self._stub.Decrypt(request, timeout=self.timeout)
 
-    def wait_ready(self, timeout: float) -> None:
-        """Block until the channel connects; grpc.FutureTimeoutError after *timeout*."""
-        grpc.channel_ready_future(self._channel).result(timeout=timeout)
-
     def close(self) -> None:
         self._channel.close()
 

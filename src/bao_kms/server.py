@@ -88,10 +88,6 @@ class ProviderServer:
         remove_socket(self.socket_path, self._inode)
         log.info("stopped")
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the server stops; False on timeout."""
-        return self._server is None or self._server.wait_for_termination(timeout)
-
 
 @contextmanager
 def serving(

@@ -338,10 +338,6 @@ class StatusMonitor:
             self._thread.join(timeout)
             self._thread = None
 
-    def wake(self) -> None:
-        """Run the probes now instead of at their next time (tests, operators' probe)."""
-        self._wake.set()
-
     def _run(self) -> None:
         next_metadata = next_deep = self._clock()
         while not self._stop.is_set():

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
+from _support import SAFE_KEY
 from bao_kms import errors, status
 from bao_kms.key_profile import key_profile_problems
-from bao_kms.openbao import KeyMetadata
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 DOCUMENTED = set(
     re.findall(r"`([a-z_]+)`", README.split("### Status reasons", 1)[1].split("###")[0])
 )
 
-EVERYTHING_WRONG = KeyMetadata(
+EVERYTHING_WRONG = dataclasses.replace(
+    SAFE_KEY,
     type="rsa-2048",
     derived=True,
     convergent_encryption=True,
@@ -25,7 +27,6 @@ EVERYTHING_WRONG = KeyMetadata(
     latest_version=0,
     min_decryption_version=5,
     min_encryption_version=5,
-    min_available_version=0,
     versions={},
 )
 

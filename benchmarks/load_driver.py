@@ -35,7 +35,7 @@ import orjson
 import urllib3
 import yaml
 
-from bao_kms.client import KmsClient
+from bao_kms.api.client import KmsClient
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.identity import Identity
 from bao_kms.manifests import openbao_policy

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from _support import CountingPool, provider_document, wait_for
-from bao_kms.client import KmsClient
+from bao_kms.api.client import KmsClient
 from bao_kms.config import Config, parse_config
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.manifests import openbao_policy

@@ -12,11 +12,11 @@ from types import TracebackType
 
 import urllib3
 
+from .api.server import ProviderServer
+from .api.service import KeyManagementServicer
 from .config import Config
 from .errors import ConfigError
 from .openbao import TokenFileAuth, TransitClient, Transport, make_pool
-from .server import ProviderServer
-from .service import KeyManagementServicer
 from .status import StatusMonitor
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from bao_kms.client import KmsClient
+from bao_kms.api.client import KmsClient
 from bao_kms.embedded import EmbeddedOpenBao
 
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(120)]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from _support import provider_document, wait_for
-from bao_kms.client import KmsClient
+from bao_kms.api.client import KmsClient
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.errors import SocketError
 from bao_kms.manifests import openbao_policy

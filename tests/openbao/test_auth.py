@@ -12,7 +12,7 @@ import pytest
 
 from bao_kms.errors import OpenBaoUnauthenticated
 from bao_kms.openbao import TokenFileAuth
-from bao_kms.openbao import auth as auth_module
+from bao_kms.openbao.auth import token_file as auth_module
 
 from .conftest import FakeClock
 from .leaks import NEW_TOKEN, TOKEN, expect_error

@@ -53,8 +53,8 @@ def all_subclasses(cls: type) -> set[type]:
 
 def _import_all_error_users() -> None:
     """Import modules that might define further KmsError subclasses outside errors.py."""
+    import bao_kms.api.service  # noqa: F401
     import bao_kms.openbao  # noqa: F401
-    import bao_kms.service  # noqa: F401
     import bao_kms.status  # noqa: F401
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from _support import SAFE_KEY
-from bao_kms.key_profile import key_profile_problems
+from bao_kms.keys.profile import key_profile_problems
 
 SAFE = dataclasses.replace(SAFE_KEY, latest_version=2, versions={1: 100, 2: 200})
 

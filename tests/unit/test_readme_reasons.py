@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 from _support import SAFE_KEY
-from bao_kms import errors, status
-from bao_kms.key_profile import key_profile_problems
+from bao_kms import errors
+from bao_kms.keys.profile import key_profile_problems
+from bao_kms.status import monitor as status
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 DOCUMENTED = set(

@@ -6,9 +6,9 @@ import grpc
 import pytest
 
 from bao_kms._proto import api_pb2
+from bao_kms.api.service import KeyManagementServicer
 from bao_kms.errors import CiphertextAuthenticationFailed, DeadlineExceeded, NotReady
 from bao_kms.identity import Identity
-from bao_kms.service import KeyManagementServicer
 from bao_kms.status import Health
 
 IDENTITY = Identity("provider", "cluster", "instance", "", "mount", "lineage")

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from bao_kms import cli
-from bao_kms.cli import SignalLatch
+from bao_kms.cli import main as cli
+from bao_kms.cli.main import SignalLatch
 
 
 def test_a_signal_landing_inside_the_handler_does_not_deadlock(monkeypatch):
@@ -50,7 +50,7 @@ def _run_latch_script(body: str) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(
         """
         import os, signal, sys, time
-        from bao_kms.cli import SignalLatch
+        from bao_kms.cli.main import SignalLatch
         with SignalLatch() as latch:
             print("ready", flush=True)
         """

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bao_kms.api.unix_socket import prepare_socket_path, remove_socket, resolve_group, secure_socket
 from bao_kms.errors import SocketError
-from bao_kms.unix_socket import prepare_socket_path, remove_socket, resolve_group, secure_socket
 
 
 def mode_of(path: Path) -> int:

@@ -6,13 +6,14 @@ safe to show kube-apiserver: a category and at most an HTTP status or a key vers
 
 from __future__ import annotations
 
-from .auth import TokenFileAuth
+from .auth import Auth, TokenFileAuth
 from .breaker import CircuitBreaker
 from .key_metadata import KeyMetadata
 from .transit import TransitClient
 from .transport import Transport, make_pool
 
 __all__ = [
+    "Auth",
     "CircuitBreaker",
     "KeyMetadata",
     "TokenFileAuth",

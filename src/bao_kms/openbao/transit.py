@@ -19,7 +19,7 @@ from ..errors import (
     OpenBaoBadResponse,
     OpenBaoRejected,
 )
-from . import _status
+from . import _http_errors
 from .key_metadata import KeyMetadata, parse_key_metadata, parse_keys_config
 from .transport import Transport
 
@@ -33,7 +33,7 @@ _HEALTH_PATH = "sys/health?standbyok=true&perfstandbyok=true"
 
 def classify_decrypt_400(body: bytes) -> KmsError:
     """Tell a ciphertext that fails authentication or parsing from other refusals."""
-    texts = _status.error_texts(body)
+    texts = _http_errors.error_texts(body)
     if any("message authentication failed" in text for text in texts):
         return CiphertextAuthenticationFailed("ciphertext failed authentication")
     if any("invalid ciphertext" in text for text in texts):

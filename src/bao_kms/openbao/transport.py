@@ -1,7 +1,7 @@
 """HTTP to OpenBao: one shared urllib3 pool, deadlines, endpoint failover, token retry.
 
 :class:`Transport` is the only place that touches the network. It turns every outcome into
-either the response body of a 2xx or one of the provider's errors (:mod:`._status` decides
+either the response body of a 2xx or one of the provider's errors (:mod:`._http_errors` decides
 which), so callers above never see urllib3 exceptions, OpenBao's error strings or URLs.
 """
 
@@ -17,8 +17,8 @@ import urllib3
 from urllib3 import exceptions as urllib3_errors
 
 from ..errors import ConfigError, DeadlineExceeded, KmsError, OpenBaoUnavailable
-from . import _status
-from .auth import TokenFileAuth
+from . import _http_errors
+from .auth import Auth
 from .breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Transport:
     def __init__(
         self,
         addresses: Sequence[str],
-        auth: TokenFileAuth,
+        auth: Auth,
         *,
         pool: urllib3.PoolManager,
         namespace: str = "",
@@ -185,7 +185,7 @@ class Transport:
                     return data
                 if status in accept:
                     return data
-                error = _status.classify(status, data, classify_400)
+                error = _http_errors.classify(status, data, classify_400)
                 if not isinstance(error, OpenBaoUnavailable):
                     self._remember(index)  # it answered; the request itself was refused
                 raise error

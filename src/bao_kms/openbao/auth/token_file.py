@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-from ..errors import OpenBaoUnauthenticated
-from ..logs import LogThrottle
+from ...errors import OpenBaoUnauthenticated
+from ...logs import LogThrottle
 
 logger = logging.getLogger(__name__)
 

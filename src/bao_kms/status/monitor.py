@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import (
+from ..errors import (
     DeadlineExceeded,
     KmsError,
     NotReady,
@@ -40,9 +40,9 @@ from .errors import (
     OpenBaoUnavailable,
     UnknownKeyId,
 )
-from .identity import Identity, KeyVersion
-from .key_profile import key_profile_problems
-from .openbao import KeyMetadata, TransitClient
+from ..identity import Identity, KeyVersion
+from ..keys.profile import key_profile_problems
+from ..openbao import KeyMetadata, TransitClient
 
 log = logging.getLogger("bao_kms.status")
 

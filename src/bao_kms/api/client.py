@@ -8,7 +8,7 @@ from types import TracebackType
 
 import grpc
 
-from ._proto import api_pb2, api_pb2_grpc
+from .._proto import api_pb2, api_pb2_grpc
 
 
 class KmsClient:

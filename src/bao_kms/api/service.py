@@ -17,12 +17,12 @@ from typing import TypeVar
 
 import grpc
 
-from . import _codec
-from ._proto import api_pb2, api_pb2_grpc
-from .errors import InvalidAnnotations, InvalidRequest, grpc_status
-from .logs import LogThrottle
-from .openbao import TransitClient
-from .status import StatusMonitor
+from .. import _codec
+from .._proto import api_pb2, api_pb2_grpc
+from ..errors import InvalidAnnotations, InvalidRequest, grpc_status
+from ..logs import LogThrottle
+from ..openbao import TransitClient
+from ..status import StatusMonitor
 
 log = logging.getLogger("bao_kms.service")
 

@@ -32,8 +32,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from .errors import ConfigError
-from .identity import Identity, label_problem
+from ..errors import ConfigError
+from ..identity import Identity, label_problem
 
 ENV_CONFIG = "BAO_KMS_CONFIG"
 ENV_LOG_LEVEL = "BAO_KMS_LOG_LEVEL"

@@ -23,13 +23,13 @@ from typing import Any, NoReturn
 import orjson
 import yaml
 
-from . import _codec
-from ._version import __version__
-from .config import ENV_CONFIG, Config, load_config, parse_duration
-from .errors import ConfigError, SocketError
-from .logs import configure_logging
-from .manifests import encryption_configuration, openbao_policy
-from .probe import ProbeReport, run_probe
+from .. import _codec
+from .._version import __version__
+from ..api.probe import ProbeReport, run_probe
+from ..config import ENV_CONFIG, Config, load_config, parse_duration
+from ..errors import ConfigError, SocketError
+from ..logs import configure_logging
+from ..manifests import encryption_configuration, openbao_policy
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -110,7 +110,7 @@ _FORCED_EXIT_LINE = (
 
 
 def _serve(config: Config) -> int:
-    from .provider import Provider  # grpc and urllib3 only for commands that serve
+    from ..provider import Provider  # grpc and urllib3 only for commands that serve
 
     configure_logging(config.logging.level)
     with SignalLatch() as latch:
@@ -143,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from .embedded import EmbeddedOpenBaoError
+    from ..embedded import EmbeddedOpenBaoError
 
     configure_logging(args.log_level)
     with SignalLatch() as latch:
@@ -166,8 +166,8 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _dev(args: argparse.Namespace, latch: SignalLatch) -> int:
-    from .embedded import EmbeddedOpenBao
-    from .provider import Provider
+    from ..embedded import EmbeddedOpenBao
+    from ..provider import Provider
 
     own_workdir = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bao-kms-dev-"))

@@ -7,7 +7,7 @@ Problem names are stable, secret-free words used as Status reasons and metric la
 
 from __future__ import annotations
 
-from .openbao.key_metadata import KeyMetadata
+from ..openbao.key_metadata import KeyMetadata
 
 SUPPORTED_KEY_TYPE = "aes256-gcm96"
 

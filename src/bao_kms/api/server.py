@@ -16,9 +16,9 @@ from pathlib import Path
 
 import grpc
 
-from ._proto import api_pb2_grpc
-from .config import ServerConfig
-from .errors import SocketError
+from .._proto import api_pb2_grpc
+from ..config import ServerConfig
+from ..errors import SocketError
 from .unix_socket import prepare_socket_path, remove_socket, resolve_group, secure_socket
 
 log = logging.getLogger("bao_kms.server")

@@ -16,7 +16,7 @@ import socket
 import stat
 from pathlib import Path
 
-from .errors import SocketError
+from ..errors import SocketError
 
 #: mode for a socket directory we create ourselves
 SOCKET_DIR_MODE = 0o750

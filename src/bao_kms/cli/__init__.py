@@ -1,7 +1,1 @@
-"""The ``bao-kms-provider`` command line; :func:`main` is the console script."""
-
-from __future__ import annotations
-
-from .main import main
-
-__all__ = ["main"]
+"""The ``bao-kms-provider`` command line: :func:`bao_kms.cli.main.main` is the console script."""

@@ -10,8 +10,8 @@ import urllib3
 
 from bao_kms.openbao import TokenFileAuth, Transport, make_pool
 
-from .fakebao import FakeBao, RefusingAddress
-from .leaks import TOKEN
+from _support.fake_openbao import FakeBao, RefusingAddress
+from _support.leaks import TOKEN
 
 
 class FakeClock:

@@ -15,7 +15,7 @@ from bao_kms.openbao import TokenFileAuth
 from bao_kms.openbao.auth import token_file as auth_module
 
 from .conftest import FakeClock
-from .leaks import NEW_TOKEN, TOKEN, expect_error
+from _support.leaks import NEW_TOKEN, TOKEN, expect_error
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,7 +7,7 @@ import pytest
 from bao_kms.errors import DeadlineExceeded, OpenBaoRejected, OpenBaoUnavailable
 from bao_kms.openbao.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
 
-from .fakebao import Reply
+from _support.fake_openbao import Reply
 
 
 def test_opens_after_threshold_consecutive_failures(clock):

@@ -19,8 +19,8 @@ from bao_kms.errors import OpenBaoRejected, OpenBaoSealed, OpenBaoUnavailable
 from bao_kms.openbao import TokenFileAuth, TransitClient, Transport, make_pool
 from bao_kms.openbao.breaker import CircuitBreaker, CircuitOpen
 
-from .fakebao import RefusingAddress
-from .leaks import expect_error
+from _support.fake_openbao import RefusingAddress
+from _support.leaks import expect_error
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -25,7 +25,7 @@ from bao_kms.errors import (
 from bao_kms.openbao import KeyMetadata, TokenFileAuth, TransitClient, Transport, make_pool
 
 from .conftest import FakeClock
-from .leaks import expect_error
+from _support.leaks import expect_error
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -26,8 +26,8 @@ from bao_kms.errors import (
 )
 from bao_kms.openbao import KeyMetadata, TransitClient, Transport
 
-from .fakebao import FakeBao, RefusingAddress, Reply, errors_body
-from .leaks import KEY, MOUNT, SERVER_TEXT, TOKEN, expect_error
+from _support.fake_openbao import FakeBao, RefusingAddress, Reply, errors_body
+from _support.leaks import KEY, MOUNT, SERVER_TEXT, TOKEN, expect_error
 
 pytestmark = pytest.mark.timeout(30)
 

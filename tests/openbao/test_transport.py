@@ -31,8 +31,8 @@ from bao_kms.errors import (
 )
 from bao_kms.openbao import TokenFileAuth, Transport, make_pool
 
-from .fakebao import FakeBao, RefusingAddress, Reply, Seen, errors_body
-from .leaks import KEY, MOUNT, NEW_TOKEN, SERVER_TEXT, TOKEN, expect_error
+from _support.fake_openbao import FakeBao, RefusingAddress, Reply, Seen, errors_body
+from _support.leaks import KEY, MOUNT, NEW_TOKEN, SERVER_TEXT, TOKEN, expect_error
 
 pytestmark = pytest.mark.timeout(30)
 

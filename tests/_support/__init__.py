@@ -1,4 +1,8 @@
-"""Helpers shared by test modules (importable as ``_support``: tests/ is on sys.path)."""
+"""Helpers shared by test modules (the package ``_support``: tests/ is on sys.path).
+
+Modules: this one (waiting, a counting pool, provider config documents), ``fake_openbao``
+(a scripted HTTP server for unit tests of error classification), ``leaks`` (known secrets and
+an assertion that none of them leaked)."""
 
 from __future__ import annotations
 

@@ -104,3 +104,16 @@ SAFE_KEY = KeyMetadata(
     min_available_version=0,
     versions={1: 1_700_000_000},
 )
+
+
+class FakeClock:
+    """A hand-driven monotonic clock."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

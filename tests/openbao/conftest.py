@@ -8,23 +8,10 @@ from pathlib import Path
 import pytest
 import urllib3
 
-from bao_kms.openbao import TokenFileAuth, Transport, make_pool
-
+from _support import FakeClock
 from _support.fake_openbao import FakeBao, RefusingAddress
 from _support.leaks import TOKEN
-
-
-class FakeClock:
-    """A hand-driven monotonic clock."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from bao_kms.openbao import TokenFileAuth, Transport, make_pool
 
 
 @pytest.fixture

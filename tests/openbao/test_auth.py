@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from _support import FakeClock
+from _support.leaks import NEW_TOKEN, TOKEN, expect_error
 from bao_kms.errors import OpenBaoUnauthenticated
 from bao_kms.openbao import TokenFileAuth
 from bao_kms.openbao.auth import token_file as auth_module
-
-from .conftest import FakeClock
-from _support.leaks import NEW_TOKEN, TOKEN, expect_error
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from _support.fake_openbao import Reply
 from bao_kms.errors import DeadlineExceeded, OpenBaoRejected, OpenBaoUnavailable
 from bao_kms.openbao.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
-
-from _support.fake_openbao import Reply
 
 
 def test_opens_after_threshold_consecutive_failures(clock):

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from _support.fake_openbao import RefusingAddress
+from _support.leaks import expect_error
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.errors import OpenBaoRejected, OpenBaoSealed, OpenBaoUnavailable
 from bao_kms.openbao import TokenFileAuth, TransitClient, Transport, make_pool
 from bao_kms.openbao.breaker import CircuitBreaker, CircuitOpen
-
-from _support.fake_openbao import RefusingAddress
-from _support.leaks import expect_error
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import urllib3
 
+from _support import FakeClock
+from _support.leaks import expect_error
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.errors import (
     CiphertextAuthenticationFailed,
@@ -23,9 +25,6 @@ from bao_kms.errors import (
     OpenBaoRejected,
 )
 from bao_kms.openbao import KeyMetadata, TokenFileAuth, TransitClient, Transport, make_pool
-
-from .conftest import FakeClock
-from _support.leaks import expect_error
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
+from _support.fake_openbao import FakeBao, RefusingAddress, Reply, errors_body
+from _support.leaks import KEY, MOUNT, SERVER_TEXT, TOKEN, expect_error
 from bao_kms import _codec
 from bao_kms.errors import (
     CiphertextAuthenticationFailed,
@@ -25,9 +27,6 @@ from bao_kms.errors import (
     OpenBaoUnavailable,
 )
 from bao_kms.openbao import KeyMetadata, TransitClient, Transport
-
-from _support.fake_openbao import FakeBao, RefusingAddress, Reply, errors_body
-from _support.leaks import KEY, MOUNT, SERVER_TEXT, TOKEN, expect_error
 
 pytestmark = pytest.mark.timeout(30)
 

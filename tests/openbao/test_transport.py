@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import urllib3
 
+from _support.fake_openbao import FakeBao, RefusingAddress, Reply, Seen, errors_body
+from _support.leaks import KEY, MOUNT, NEW_TOKEN, SERVER_TEXT, TOKEN, expect_error
 from bao_kms.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -30,9 +32,6 @@ from bao_kms.errors import (
     OpenBaoUnavailable,
 )
 from bao_kms.openbao import TokenFileAuth, Transport, make_pool
-
-from _support.fake_openbao import FakeBao, RefusingAddress, Reply, Seen, errors_body
-from _support.leaks import KEY, MOUNT, NEW_TOKEN, SERVER_TEXT, TOKEN, expect_error
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from concurrent import futures
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -87,16 +85,3 @@ class ProviderServer:
         server.stop(grace).wait()
         remove_socket(self.socket_path, self._inode)
         log.info("stopped")
-
-
-@contextmanager
-def serving(
-    servicer: api_pb2_grpc.KeyManagementServiceServicer, settings: ServerConfig
-) -> Iterator[ProviderServer]:
-    """A started server for the duration of the block, stopped (with grace) after it."""
-    server = ProviderServer(servicer, settings)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -15,8 +15,8 @@ import urllib3
 from .api.server import ProviderServer
 from .api.service import KeyManagementServicer
 from .config import Config
-from .errors import ConfigError
-from .openbao import TokenFileAuth, TransitClient, Transport, make_pool
+from .openbao import TransitClient, Transport, make_pool
+from .openbao.auth.factory import build_auth
 from .status import StatusMonitor
 
 
@@ -31,13 +31,11 @@ class Provider:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        if config.auth.token is None:  # the config model requires it for method "token"
-            raise ConfigError("auth.token.file is required for auth method token")
         ca_file = str(config.openbao.ca_file) if config.openbao.ca_file else None
         self.pool = pool or make_pool(ca_file=ca_file, maxsize=config.server.workers + 2)
         self.transport = Transport(
             config.openbao.addresses,
-            TokenFileAuth(config.auth.token.file, clock=clock),
+            build_auth(config.auth, clock=clock),
             pool=self.pool,
             namespace=config.openbao.namespace,
             timeout=config.openbao.timeout,

@@ -1,25 +1,25 @@
-"""The provider's configuration: field types, the section models and the YAML loader."""
+"""The provider's configuration: field types (``fields``), sections (``model``), YAML (``loader``).
+
+Other modules import from here, never from the submodules, so the split can move again.
+"""
 
 from __future__ import annotations
 
+from .fields import format_duration, parse_duration
+from .loader import ENV_CONFIG, ENV_LOG_LEVEL, ENV_SOCKET, load_config, parse_config
 from .model import (
     DEFAULT_SOCKET,
-    ENV_CONFIG,
-    ENV_LOG_LEVEL,
-    ENV_SOCKET,
     AuthConfig,
+    AuthMethod,
     Config,
     IdentityConfig,
     LoggingConfig,
     OpenBaoConfig,
     ServerConfig,
     StatusConfig,
+    TokenAuth,
     TokenAuthConfig,
     TransitConfig,
-    format_duration,
-    load_config,
-    parse_config,
-    parse_duration,
 )
 
 __all__ = [
@@ -28,12 +28,14 @@ __all__ = [
     "ENV_LOG_LEVEL",
     "ENV_SOCKET",
     "AuthConfig",
+    "AuthMethod",
     "Config",
     "IdentityConfig",
     "LoggingConfig",
     "OpenBaoConfig",
     "ServerConfig",
     "StatusConfig",
+    "TokenAuth",
     "TokenAuthConfig",
     "TransitConfig",
     "format_duration",

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import grpc
 
+from .reasons import Reason
+
 
 class KmsError(Exception):
     """Base of every error the provider reports on purpose."""
 
-    #: short, stable, secret-free word for logs and metrics labels
-    reason = "error"
+    #: short, stable, secret-free word for logs and metrics labels; a :class:`Reason` member
+    #: when a probe that meets this error reports it as a Status reason
+    reason: str = "error"
 
 
 # --- the request is wrong (INVALID_ARGUMENT) -------------------------------------------------
@@ -91,19 +94,19 @@ class OpenBaoError(KmsError):
 class OpenBaoUnavailable(OpenBaoError):
     """OpenBao is down, unreachable, answering 5xx, or the connection/TLS failed."""
 
-    reason = "openbao_unavailable"
+    reason: str = Reason.OPENBAO_UNAVAILABLE  # str: OpenBaoBadResponse's is no Status reason
 
 
 class OpenBaoSealed(OpenBaoUnavailable):
     """OpenBao answered that it is sealed."""
 
-    reason = "openbao_sealed"
+    reason = Reason.OPENBAO_SEALED
 
 
 class OpenBaoCircuitOpen(OpenBaoUnavailable):
     """OpenBao failed repeatedly; calls fail fast until the breaker's next trial."""
 
-    reason = "openbao_circuit_open"
+    reason = Reason.OPENBAO_CIRCUIT_OPEN
 
 
 class OpenBaoBadResponse(OpenBaoUnavailable):
@@ -121,13 +124,13 @@ class OpenBaoRejected(OpenBaoError):
 class OpenBaoUnauthenticated(OpenBaoError):
     """OpenBao refused the token (after one re-login)."""
 
-    reason = "openbao_unauthenticated"
+    reason = Reason.OPENBAO_UNAUTHENTICATED
 
 
 class OpenBaoPermissionDenied(OpenBaoError):
     """OpenBao's policy does not allow the call."""
 
-    reason = "openbao_permission_denied"
+    reason = Reason.OPENBAO_PERMISSION_DENIED
 
 
 class DeadlineExceeded(KmsError):

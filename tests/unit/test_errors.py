@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+
 import grpc
 import pytest
 
 from bao_kms import errors
 from bao_kms.errors import KmsError, grpc_status
+from bao_kms.reasons import Reason
 
 Code = grpc.StatusCode
 
@@ -53,9 +56,8 @@ def all_subclasses(cls: type) -> set[type]:
 
 def _import_all_error_users() -> None:
     """Import modules that might define further KmsError subclasses outside errors.py."""
-    import bao_kms.api.service  # noqa: F401
-    import bao_kms.openbao  # noqa: F401
-    import bao_kms.status  # noqa: F401
+    for module in ("bao_kms.api.service", "bao_kms.openbao", "bao_kms.status"):
+        importlib.import_module(module)
 
 
 _import_all_error_users()
@@ -136,3 +138,15 @@ def test_subclass_defined_later_maps_like_its_base() -> None:
         assert grpc_status(Special("sealed"))[0] == Code.UNAVAILABLE
     finally:
         del Special
+
+
+def test_openbao_states_that_status_reports_are_reason_members() -> None:
+    """The probes report these errors' reasons as Status reasons (status.failure_reason)."""
+    for cls in (
+        errors.OpenBaoUnavailable,
+        errors.OpenBaoSealed,
+        errors.OpenBaoCircuitOpen,
+        errors.OpenBaoUnauthenticated,
+        errors.OpenBaoPermissionDenied,
+    ):
+        assert isinstance(cls.reason, Reason), cls.__name__

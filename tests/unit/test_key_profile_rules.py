@@ -8,6 +8,7 @@ import pytest
 
 from _support import SAFE_KEY
 from bao_kms.keys.profile import key_profile_problems
+from bao_kms.reasons import Reason
 
 SAFE = dataclasses.replace(SAFE_KEY, latest_version=2, versions={1: 100, 2: 200})
 
@@ -19,23 +20,25 @@ def test_the_safe_profile_has_no_problems():
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"type": "chacha20-poly1305"}, "key_type_unsupported"),
-        ({"type": "aes128-gcm96"}, "key_type_unsupported"),
-        ({"derived": True}, "key_derived"),
-        ({"convergent_encryption": True}, "key_convergent"),
-        ({"exportable": True}, "key_exportable"),
-        ({"allow_plaintext_backup": True}, "key_plaintext_backup_allowed"),
-        ({"deletion_allowed": True}, "key_deletion_allowed"),
-        ({"soft_deleted": True}, "key_soft_deleted"),
-        ({"latest_version": 3}, "key_latest_version_missing"),
-        ({"latest_version": 0, "versions": {}}, "key_latest_version_missing"),
-        ({"min_decryption_version": 3}, "key_min_decryption_version_above_latest"),
-        ({"min_encryption_version": 3}, "key_min_encryption_version_above_latest"),
+        ({"type": "chacha20-poly1305"}, Reason.KEY_TYPE_UNSUPPORTED),
+        ({"type": "aes128-gcm96"}, Reason.KEY_TYPE_UNSUPPORTED),
+        ({"derived": True}, Reason.KEY_DERIVED),
+        ({"convergent_encryption": True}, Reason.KEY_CONVERGENT),
+        ({"exportable": True}, Reason.KEY_EXPORTABLE),
+        ({"allow_plaintext_backup": True}, Reason.KEY_PLAINTEXT_BACKUP_ALLOWED),
+        ({"deletion_allowed": True}, Reason.KEY_DELETION_ALLOWED),
+        ({"soft_deleted": True}, Reason.KEY_SOFT_DELETED),
+        ({"latest_version": 3}, Reason.KEY_LATEST_VERSION_MISSING),
+        ({"latest_version": 0, "versions": {}}, Reason.KEY_LATEST_VERSION_MISSING),
+        ({"min_decryption_version": 3}, Reason.KEY_MIN_DECRYPTION_VERSION_ABOVE_LATEST),
+        ({"min_encryption_version": 3}, Reason.KEY_MIN_ENCRYPTION_VERSION_ABOVE_LATEST),
     ],
 )
 def test_each_departure_is_named(change, problem):
-    assert problem in key_profile_problems(dataclasses.replace(SAFE, **change), True)
+    problems = key_profile_problems(dataclasses.replace(SAFE, **change), True)
+    assert problem in problems
+    assert all(type(found) is Reason for found in problems)
 
 
 def test_upsert_enabled_mount_is_a_problem():
-    assert key_profile_problems(SAFE, disable_upsert=False) == ["mount_upsert_enabled"]
+    assert key_profile_problems(SAFE, disable_upsert=False) == [Reason.MOUNT_UPSERT_ENABLED]

@@ -1,4 +1,9 @@
-"""The servicer on its own: validation order, the error table applied once, nothing leaked."""
+"""The servicer on its own: validation order, the error table applied once, nothing leaked.
+
+The fakes are typed against :class:`StatusView` and :class:`TransitCipher`, the protocols the
+servicer depends on: mypy checks their signatures where the fixture hands them over, and a
+test checks them at run time.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,16 @@ import grpc
 import pytest
 
 from bao_kms._proto import api_pb2
-from bao_kms.api.service import KeyManagementServicer
-from bao_kms.errors import CiphertextAuthenticationFailed, DeadlineExceeded, NotReady
-from bao_kms.identity import Identity
+from bao_kms.api.service import KeyManagementServicer, StatusView
+from bao_kms.errors import (
+    CiphertextAuthenticationFailed,
+    DeadlineExceeded,
+    NotReady,
+    UnknownKeyId,
+)
+from bao_kms.identity import Identity, KeyVersion
+from bao_kms.openbao.protocols import TransitCipher
+from bao_kms.reasons import Reason
 from bao_kms.status import Health
 
 IDENTITY = Identity("provider", "cluster", "instance", "", "mount", "lineage")
@@ -40,24 +52,22 @@ class Monitor:
         self.healthy = healthy
         self.lookups = 0
 
-    def health(self):
+    def health(self) -> Health:
         if self.healthy:
             return Health(True, (), V1.key_id, 1.0)
-        return Health(False, ("openbao_sealed",), "", 1.0)
+        return Health(False, (Reason.OPENBAO_SEALED,), "", 1.0)
 
-    def encrypt_version(self):
+    def encrypt_version(self) -> KeyVersion:
         if not self.healthy:
             raise NotReady("the KMS provider is not healthy (openbao_sealed)")
         return V1
 
-    def known(self, key_id):
+    def known(self, key_id: str) -> KeyVersion | None:
         return V1 if key_id == V1.key_id else None
 
-    def lookup(self, key_id, *, deadline=None):
+    def lookup(self, key_id: str, *, deadline: float | None = None) -> KeyVersion:
         self.lookups += 1
         if key_id != V1.key_id:
-            from bao_kms.errors import UnknownKeyId
-
             raise UnknownKeyId("key_id does not name a key version this provider knows")
         return V1
 
@@ -67,13 +77,22 @@ class Transit:
         self.calls: list[tuple] = []
         self.failure: Exception | None = None
 
-    def encrypt(self, plaintext, key_version, associated_data, *, deadline=None):
+    def encrypt(
+        self,
+        plaintext: bytes,
+        key_version: int,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+    ) -> bytes:
         self.calls.append(("encrypt", key_version, associated_data, deadline))
         if self.failure:
             raise self.failure
         return b"vault:v1:" + b"QUJD" * 10
 
-    def decrypt(self, ciphertext, associated_data, *, deadline=None):
+    def decrypt(
+        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+    ) -> bytes:
         self.calls.append(("decrypt", associated_data, deadline))
         if self.failure:
             raise self.failure
@@ -81,9 +100,17 @@ class Transit:
 
 
 @pytest.fixture
-def parts():
+def parts() -> tuple[KeyManagementServicer, Monitor, Transit]:
     monitor, transit = Monitor(), Transit()
-    return KeyManagementServicer(monitor, transit, clock=lambda: 100.0), monitor, transit
+    view: StatusView = monitor  # mypy: the fakes have the protocols' signatures
+    cipher: TransitCipher = transit
+    return KeyManagementServicer(view, cipher, clock=lambda: 100.0), monitor, transit
+
+
+def test_the_fakes_satisfy_the_servicers_protocols(parts):
+    _, monitor, transit = parts
+    assert isinstance(monitor, StatusView)
+    assert isinstance(transit, TransitCipher)
 
 
 def call(method, request, context=None):

@@ -1,4 +1,9 @@
-"""StatusMonitor with a scripted Transit and a manual clock: health rules, lineage, lookups."""
+"""StatusMonitor with a scripted Transit and a manual clock: health rules, lineage, lookups.
+
+The scripted Transit is typed against :class:`ProbeTransit`, the protocol the monitor depends
+on: mypy checks the fake's signatures where the fixture hands it over, and a test checks it
+at run time.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from _support import SAFE_KEY
+from _support import SAFE_KEY, FakeClock
 from bao_kms.errors import (
     DeadlineExceeded,
     NotReady,
@@ -19,17 +24,12 @@ from bao_kms.errors import (
     UnknownKeyId,
 )
 from bao_kms.identity import Identity
+from bao_kms.openbao import KeyMetadata
+from bao_kms.openbao.protocols import ProbeTransit
+from bao_kms.reasons import Reason
 from bao_kms.status import StatusMonitor
 
 IDENTITY = Identity("provider", "cluster", "instance", "", "mount", "lineage")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ScriptedTransit:
@@ -43,7 +43,7 @@ class ScriptedTransit:
         self.calls: Counter[str] = Counter()
         self.gate: threading.Event | None = None
 
-    def read_key(self, *, deadline=None):
+    def read_key(self, *, deadline: float | None = None) -> KeyMetadata:
         self.calls["read_key"] += 1
         if self.gate is not None:
             self.gate.wait(5)
@@ -51,37 +51,47 @@ class ScriptedTransit:
             raise self.failure
         return self.key
 
-    def read_keys_config(self, *, deadline=None):
+    def read_keys_config(self, *, deadline: float | None = None) -> bool:
         self.calls["read_keys_config"] += 1
         if self.failure:
             raise self.failure
         return self.disable_upsert
 
-    def encrypt(self, plaintext, key_version, associated_data, *, deadline=None):
+    def encrypt(
+        self,
+        plaintext: bytes,
+        key_version: int,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+    ) -> bytes:
         self.calls["encrypt"] += 1
         if self.deep_failure:
             raise self.deep_failure
         return b"vault:v%d:" % key_version + plaintext.hex().encode()
 
-    def decrypt(self, ciphertext, associated_data, *, deadline=None):
+    def decrypt(
+        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+    ) -> bytes:
         self.calls["decrypt"] += 1
         return bytes.fromhex(ciphertext.split(b":", 2)[2].decode())
 
 
 @pytest.fixture
-def clock():
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def transit():
+def transit() -> ScriptedTransit:
     return ScriptedTransit()
 
 
 @pytest.fixture
-def monitor(transit, clock):
+def monitor(transit: ScriptedTransit, clock: FakeClock) -> StatusMonitor:
+    probe: ProbeTransit = transit  # mypy: the fake has the protocol's signatures
     return StatusMonitor(
-        transit,
+        probe,
         IDENTITY,
         probe_interval=30,
         deep_probe_interval=300,
@@ -90,7 +100,11 @@ def monitor(transit, clock):
     )
 
 
-def rotate(transit, version, created):
+def test_the_scripted_transit_is_a_probe_transit(transit: ScriptedTransit) -> None:
+    assert isinstance(transit, ProbeTransit)
+
+
+def rotate(transit: ScriptedTransit, version: int, created: int) -> None:
     versions = dict(transit.key.versions)
     versions[version] = created
     transit.key = dataclasses.replace(transit.key, latest_version=version, versions=versions)
@@ -114,7 +128,7 @@ def test_staleness_is_judged_when_status_is_read(monitor, clock):
     assert monitor.health().ok
     clock.now += 2
     health = monitor.health()
-    assert health.reasons == ("status_stale",) and health.key_id == ""
+    assert health.reasons == (Reason.STATUS_STALE,) and health.key_id == ""
     with pytest.raises(NotReady):
         monitor.encrypt_version()
 
@@ -122,10 +136,10 @@ def test_staleness_is_judged_when_status_is_read(monitor, clock):
 @pytest.mark.parametrize(
     ("failure", "reason"),
     [
-        (OpenBaoSealed("sealed"), "openbao_sealed"),
-        (OpenBaoUnavailable("down"), "openbao_unavailable"),
-        (OpenBaoPermissionDenied("no"), "openbao_permission_denied"),
-        (OpenBaoBadResponse("junk"), "metadata_read_failed"),
+        (OpenBaoSealed("sealed"), Reason.OPENBAO_SEALED),
+        (OpenBaoUnavailable("down"), Reason.OPENBAO_UNAVAILABLE),
+        (OpenBaoPermissionDenied("no"), Reason.OPENBAO_PERMISSION_DENIED),
+        (OpenBaoBadResponse("junk"), Reason.METADATA_READ_FAILED),
     ],
 )
 def test_metadata_failure_reasons(monitor, transit, failure, reason):
@@ -167,8 +181,8 @@ def test_profile_problems_are_reasons(monitor, transit):
     transit.key = dataclasses.replace(SAFE_KEY, exportable=True, deletion_allowed=True)
     transit.disable_upsert = False
     monitor.probe_metadata()
-    reasons = monitor.health().reasons
-    assert {"key_exportable", "key_deletion_allowed", "mount_upsert_enabled"} <= set(reasons)
+    expected = {Reason.KEY_EXPORTABLE, Reason.KEY_DELETION_ALLOWED, Reason.MOUNT_UPSERT_ENABLED}
+    assert expected <= set(monitor.health().reasons)
 
 
 def test_rotation_changes_the_active_key_and_needs_a_new_deep_probe(monitor, transit):
@@ -193,7 +207,7 @@ def test_recreated_key_fails_closed(monitor, transit):
     transit.key = dataclasses.replace(SAFE_KEY, versions={1: 1_800_000_000})
     monitor.probe_metadata()
     health = monitor.health()
-    assert "key_lineage_version_created_changed" in health.reasons
+    assert Reason.KEY_LINEAGE_VERSION_CREATED_CHANGED in health.reasons
     assert health.key_id == ""
     new_id = IDENTITY.key_version(1, 1_800_000_000).key_id
     with pytest.raises(UnknownKeyId):
@@ -206,7 +220,7 @@ def test_latest_version_going_backwards_fails_closed(monitor, transit):
     monitor.probe_metadata()
     transit.key = SAFE_KEY
     monitor.probe_metadata()
-    assert "key_lineage_latest_version_decreased" in monitor.health().reasons
+    assert Reason.KEY_LINEAGE_LATEST_VERSION_DECREASED in monitor.health().reasons
 
 
 def test_versions_below_min_decryption_are_not_accepted(monitor, transit):
@@ -342,7 +356,7 @@ def test_a_rollback_after_a_lookup_learned_a_version_fails_closed(monitor, trans
     monitor.lookup(IDENTITY.key_version(2, 1_700_000_500).key_id)  # learned via Decrypt
     transit.key = SAFE_KEY  # restored to an older state
     monitor.probe_metadata()
-    assert "key_lineage_latest_version_decreased" in monitor.health().reasons
+    assert Reason.KEY_LINEAGE_LATEST_VERSION_DECREASED in monitor.health().reasons
 
 
 def test_nothing_is_adopted_while_a_lineage_problem_stands(monitor, transit, clock):
@@ -413,10 +427,10 @@ def test_a_bug_in_a_probe_fails_closed_and_probing_goes_on(transit):
         assert monitor.health().ok
         transit.failure = ZeroDivisionError("a bug, not an OpenBao error")
         for _ in range(200):
-            if "probe_failed" in monitor.health().reasons:
+            if Reason.PROBE_FAILED in monitor.health().reasons:
                 break
             threading.Event().wait(0.01)
-        assert monitor.health().reasons[0] == "probe_failed"
+        assert monitor.health().reasons[0] == Reason.PROBE_FAILED
         assert monitor.health().key_id == ""
         transit.failure = None
         for _ in range(200):

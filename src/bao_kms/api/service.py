@@ -3,7 +3,9 @@
 Each RPC validates in the order DESIGN §4 fixes, so that nothing reaches OpenBao until the
 request has proven it names a version we know, with annotations that match it. Errors are
 raised as :mod:`bao_kms.errors` classes and turned into gRPC codes in exactly one place,
-:func:`_rpc`, through the table in ``errors.py``.
+:func:`_rpc`, through the table in ``errors.py``. The servicer depends on two small protocols,
+:class:`StatusView` and :class:`TransitCipher`, which the status monitor and the Transit client
+satisfy; tests hand in fakes checked against the same protocols.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import grpc
 
 from .. import _codec
 from .._proto import api_pb2, api_pb2_grpc
 from ..errors import InvalidAnnotations, InvalidRequest, grpc_status
+from ..identity import KeyVersion
 from ..logs import LogThrottle
-from ..openbao import TransitClient
-from ..status import StatusMonitor
+from ..openbao.protocols import TransitCipher
+from ..status import Health
 
 log = logging.getLogger("bao_kms.service")
 
@@ -41,6 +44,19 @@ Response = TypeVar("Response")
 _THROTTLE = LogThrottle()
 
 
+@runtime_checkable
+class StatusView(Protocol):
+    """What the servicer reads from the status monitor: health and key versions, from memory."""
+
+    def health(self) -> Health: ...
+
+    def encrypt_version(self) -> KeyVersion: ...
+
+    def known(self, key_id: str) -> KeyVersion | None: ...
+
+    def lookup(self, key_id: str, *, deadline: float | None = None) -> KeyVersion: ...
+
+
 def _rpc(
     method: Callable[[KeyManagementServicer, Request, grpc.ServicerContext], Response],
 ) -> Callable[[KeyManagementServicer, Request, grpc.ServicerContext], Response]:
@@ -53,7 +69,7 @@ def _rpc(
     ) -> Response:
         try:
             return method(self, request, context)
-        except Exception as error:  # noqa: BLE001 - every failure must become a status
+        except Exception as error:  # every failure must become a status
             code, message = grpc_status(error)
             _log_failure(name, code, error)
             context.abort(code, message)
@@ -114,8 +130,8 @@ class KeyManagementServicer(api_pb2_grpc.KeyManagementServiceServicer):
 
     def __init__(
         self,
-        monitor: StatusMonitor,
-        transit: TransitClient,
+        monitor: StatusView,
+        transit: TransitCipher,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -2,39 +2,40 @@
 
 Any problem makes Status unhealthy: a key that can be exported, backed up in plaintext or deleted,
 or a mount that creates keys on first use, is a key whose loss or leak would take etcd with it.
-Problem names are stable, secret-free words used as Status reasons and metric labels.
+Each problem is a :class:`~bao_kms.reasons.Reason`, reported as such in Status and metrics.
 """
 
 from __future__ import annotations
 
 from ..openbao.key_metadata import KeyMetadata
+from ..reasons import Reason
 
 SUPPORTED_KEY_TYPE = "aes256-gcm96"
 
 
-def key_profile_problems(key: KeyMetadata, disable_upsert: bool) -> list[str]:
+def key_profile_problems(key: KeyMetadata, disable_upsert: bool) -> list[Reason]:
     """Every way *key* (and its mount's ``disable_upsert``) departs from the safe profile."""
     problems = []
     if key.type != SUPPORTED_KEY_TYPE:
-        problems.append("key_type_unsupported")
+        problems.append(Reason.KEY_TYPE_UNSUPPORTED)
     if key.derived:
-        problems.append("key_derived")
+        problems.append(Reason.KEY_DERIVED)
     if key.convergent_encryption:
-        problems.append("key_convergent")
+        problems.append(Reason.KEY_CONVERGENT)
     if key.exportable:
-        problems.append("key_exportable")
+        problems.append(Reason.KEY_EXPORTABLE)
     if key.allow_plaintext_backup:
-        problems.append("key_plaintext_backup_allowed")
+        problems.append(Reason.KEY_PLAINTEXT_BACKUP_ALLOWED)
     if key.deletion_allowed:
-        problems.append("key_deletion_allowed")
+        problems.append(Reason.KEY_DELETION_ALLOWED)
     if key.soft_deleted:
-        problems.append("key_soft_deleted")
+        problems.append(Reason.KEY_SOFT_DELETED)
     if key.latest_version < 1 or key.latest_version not in key.versions:
-        problems.append("key_latest_version_missing")
+        problems.append(Reason.KEY_LATEST_VERSION_MISSING)
     if key.min_decryption_version > key.latest_version:
-        problems.append("key_min_decryption_version_above_latest")
+        problems.append(Reason.KEY_MIN_DECRYPTION_VERSION_ABOVE_LATEST)
     if key.min_encryption_version > key.latest_version:
-        problems.append("key_min_encryption_version_above_latest")
+        problems.append(Reason.KEY_MIN_ENCRYPTION_VERSION_ABOVE_LATEST)
     if not disable_upsert:
-        problems.append("mount_upsert_enabled")
+        problems.append(Reason.MOUNT_UPSERT_ENABLED)
     return problems

@@ -9,9 +9,8 @@ happens here, on one background thread:
 * the **deep probe** (every ``deep_probe_interval`` and right after the active key changes)
   encrypts and decrypts 32 random bytes at the active version with its real AAD.
 
-Results are published as one immutable :class:`Snapshot`, swapped atomically; readers never
-lock. Health is evaluated at read time against the injected clock, so a probe thread that hangs
-still turns Status unhealthy (``status_stale``) instead of freezing it at ``ok``.
+Results are published as one immutable :class:`~.snapshot.Snapshot`, swapped atomically;
+readers never lock. Health is judged from it at read time (:func:`~.snapshot.evaluate`).
 
 Until the rotation observer lands, the active version is Transit's ``latest_version`` as seen
 by the last metadata probe. The request path never reads "latest" itself.
@@ -26,69 +25,33 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import (
-    DeadlineExceeded,
-    KmsError,
-    NotReady,
-    OpenBaoBadResponse,
-    OpenBaoPermissionDenied,
-    OpenBaoUnauthenticated,
-    OpenBaoUnavailable,
-    UnknownKeyId,
-)
+from ..errors import DeadlineExceeded, KmsError, NotReady, OpenBaoUnavailable, UnknownKeyId
 from ..identity import Identity, KeyVersion
+from ..keys.lineage import KeyLineage
 from ..keys.profile import key_profile_problems
-from ..openbao import KeyMetadata, TransitClient
+from ..openbao.key_metadata import KeyMetadata
+from ..openbao.protocols import ProbeTransit
+from ..reasons import KEY_LINEAGE, STARTING, Reason
+from .snapshot import Health, Snapshot, evaluate, failure_reason
 
 log = logging.getLogger("bao_kms.status")
 
 DEEP_PROBE_BYTES = 32
-#: reasons that only mean "the first probes have not finished yet"
-_STARTING = frozenset({"not_probed_yet", "deep_probe_pending"})
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What the probes last established; replaced whole, never mutated."""
-
-    #: the version Encrypt uses, from the last good metadata probe
-    active: KeyVersion | None = None
-    #: every version Decrypt accepts, by key_id; only ever grows while the process lives
-    versions: Mapping[str, KeyVersion] = field(default_factory=lambda: MappingProxyType({}))
-    #: clock time of the last metadata probe that succeeded (None: never)
-    metadata_at: float | None = None
-    #: why the last metadata probe failed or what it found wrong; empty when all was well
-    metadata_problems: tuple[str, ...] = ("not_probed_yet",)
-    #: the key_id the last successful deep probe covered ("" after a failure)
-    deep_key_id: str = ""
-    deep_problem: str = "deep_probe_pending"
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """Status as kube-apiserver sees it, plus the reasons behind it."""
-
-    ok: bool
-    reasons: tuple[str, ...]
-    key_id: str  # "" unless ok
-    snapshot_age: float | None
-
-    @property
-    def healthz(self) -> str:
-        return "ok" if self.ok else ",".join(self.reasons)
-
-
-def failure_reason(error: BaseException, default: str) -> str:
-    """A short reason word for a failed probe: OpenBao's state when we know it, else *default*."""
-    if isinstance(error, OpenBaoBadResponse):
-        return default  # OpenBao answered, but not with what the probe needs
-    if isinstance(error, (OpenBaoUnavailable, OpenBaoUnauthenticated, OpenBaoPermissionDenied)):
-        return error.reason  # openbao_sealed is a subclass's reason and survives here
-    return default
+def merge_versions(
+    known: Mapping[str, KeyVersion], key: KeyMetadata, identity: Identity
+) -> dict[int, KeyVersion]:
+    """*known* by version number, plus every version of *key* that Decrypt may accept and is
+    not known yet. A known version is never replaced: its key_id is already in etcd."""
+    by_version = {version.version: version for version in known.values()}
+    for version, created in key.versions.items():
+        if version >= key.min_decryption_version and version not in by_version:
+            by_version[version] = identity.key_version(version, created)
+    return by_version
 
 
 class StatusMonitor:
@@ -96,7 +59,7 @@ class StatusMonitor:
 
     def __init__(
         self,
-        transit: TransitClient,
+        transit: ProbeTransit,
         identity: Identity,
         *,
         probe_interval: float,
@@ -120,8 +83,7 @@ class StatusMonitor:
         self._last_unknown_refresh = -float("inf")
         self._refresh_error: KmsError | None = None
         self._probe_lock = threading.Lock()
-        self._created: dict[int, int] = {}  # every version's creation time ever seen
-        self._highest_latest = 0
+        self._lineage = KeyLineage()  # read and extended under the publish lock only
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,25 +96,12 @@ class StatusMonitor:
         return self._snapshot
 
     def health(self) -> Health:
-        return self._evaluate(self._snapshot, self._clock())
-
-    def _evaluate(self, snap: Snapshot, now: float) -> Health:
-        reasons = list(snap.metadata_problems)
-        if snap.active is not None and snap.deep_key_id != snap.active.key_id:
-            reasons.append(snap.deep_problem)
-        age = None if snap.metadata_at is None else now - snap.metadata_at
-        if age is not None and age > self._max_staleness:
-            reasons.append("status_stale")
-        if snap.active is None and not reasons:
-            reasons.append("no_active_key")
-        if reasons or snap.active is None:
-            return Health(False, tuple(dict.fromkeys(reasons)), "", age)
-        return Health(True, (), snap.active.key_id, age)
+        return evaluate(self._snapshot, self._clock(), self._max_staleness)
 
     def encrypt_version(self) -> KeyVersion:
         """The version Encrypt must use; NotReady unless Status would say ``ok`` right now."""
         snap = self._snapshot
-        health = self._evaluate(snap, self._clock())
+        health = evaluate(snap, self._clock(), self._max_staleness)
         if not health.ok or snap.active is None:
             raise NotReady(f"the KMS provider is not healthy ({health.healthz})")
         return snap.active
@@ -212,30 +161,23 @@ class StatusMonitor:
             self._refresh_error = error
             raise
         self._refresh_error = None
-        if self._merge_versions(key):
+        if self._adopt_versions(key):
             self._wake.set()  # a new version: let the probes judge it (and maybe promote it)
 
-    def _merge_versions(self, key: KeyMetadata) -> bool:
+    def _adopt_versions(self, key: KeyMetadata) -> bool:
         """Add decryptable versions not yet known, if the lineage agrees; True if any.
 
-        The same lineage rules as the metadata probe, so which path sees a version first never
+        The same lineage as the metadata probe, so which path sees a version first never
         changes the verdict; while a lineage problem stands, nothing new is adopted.
         """
         with self._publish_lock:
             snap = self._snapshot
-            if self._lineage_problems(key) or any(
-                problem.startswith("key_lineage") for problem in snap.metadata_problems
-            ):
+            if self._lineage.observe(key) or KEY_LINEAGE.intersection(snap.metadata_problems):
                 return False
-            known = {version.version for version in snap.versions.values()}
-            versions = dict(snap.versions)
-            for version, created in key.versions.items():
-                if version >= key.min_decryption_version and version not in known:
-                    added = self._identity.key_version(version, created)
-                    versions[added.key_id] = added
-            if len(versions) == len(snap.versions):
+            by_version = merge_versions(snap.versions, key, self._identity)
+            if len(by_version) == len(snap.versions):
                 return False
-            self._snapshot = dataclasses.replace(snap, versions=MappingProxyType(versions))
+            self._snapshot = dataclasses.replace(snap, versions=_by_key_id(by_version))
             return True
 
     # --- probes ---------------------------------------------------------------------------------
@@ -250,46 +192,31 @@ class StatusMonitor:
             key = self._transit.read_key()
             disable_upsert = self._transit.read_keys_config()
         except KmsError as error:
-            self._publish(metadata_problems=(failure_reason(error, "metadata_read_failed"),))
+            reason = failure_reason(error, Reason.METADATA_READ_FAILED)
+            self._publish(metadata_problems=(reason,))
             return False
         with self._publish_lock:
-            problems = key_profile_problems(key, disable_upsert) + self._lineage_problems(key)
+            lineage_problems = self._lineage.observe(key)
+            problems = key_profile_problems(key, disable_upsert) + lineage_problems
             snap = self._snapshot
-            by_version = {known.version: known for known in snap.versions.values()}
-            if not any(problem.startswith("key_lineage") for problem in problems):
-                for version, created in key.versions.items():
-                    if version >= key.min_decryption_version and version not in by_version:
-                        by_version[version] = self._identity.key_version(version, created)
-            active = snap.active
-            if not problems:
-                active = by_version.get(key.latest_version, active)
+            active, versions = snap.active, snap.versions
+            if not lineage_problems:  # a rewritten history adopts nothing and promotes nothing
+                by_version = merge_versions(versions, key, self._identity)
+                versions = _by_key_id(by_version)
+                if not problems:
+                    active = by_version.get(key.latest_version, active)
             changed = active is not None and (
                 snap.active is None or snap.active.key_id != active.key_id
             )
             self._snapshot = dataclasses.replace(
                 snap,
                 active=active,
-                versions=MappingProxyType({known.key_id: known for known in by_version.values()}),
+                versions=versions,
                 metadata_at=self._clock(),
                 metadata_problems=tuple(problems),
             )
         self._log_health()
         return changed
-
-    def _lineage_problems(self, key: KeyMetadata) -> list[str]:
-        """Fail closed when history is rewritten: a key deleted and recreated under the same
-        name gets new creation times and a lower latest_version; its old key_ids must not be
-        re-pointed at new key material."""
-        problems = []
-        if key.latest_version < self._highest_latest:
-            problems.append("key_lineage_latest_version_decreased")
-        for version, created in key.versions.items():
-            if self._created.setdefault(version, created) != created:
-                problems.append("key_lineage_version_created_changed")
-                break
-        if not problems:
-            self._highest_latest = max(self._highest_latest, key.latest_version)
-        return problems
 
     def probe_deep(self) -> None:
         """Round-trip random bytes through Transit at the active version with its AAD."""
@@ -302,9 +229,10 @@ class StatusMonitor:
             if self._transit.decrypt(ciphertext, active.associated_data) != plaintext:
                 raise OpenBaoUnavailable("deep probe round trip returned other bytes")
         except KmsError as error:
-            self._publish(deep_key_id="", deep_problem=failure_reason(error, "deep_probe_failed"))
+            reason = failure_reason(error, Reason.DEEP_PROBE_FAILED)
+            self._publish(deep_key_id="", deep_problem=reason)
         else:
-            self._publish(deep_key_id=active.key_id, deep_problem="deep_probe_pending")
+            self._publish(deep_key_id=active.key_id, deep_problem=Reason.DEEP_PROBE_PENDING)
         self._log_health()
 
     def _publish(self, **changes: Any) -> None:
@@ -317,7 +245,7 @@ class StatusMonitor:
             self._last_healthz = health.healthz
             if health.ok:
                 log.info("status healthy", extra={"key_id": health.key_id})
-            elif set(health.reasons) <= _STARTING:
+            elif STARTING.issuperset(health.reasons):
                 log.info("status starting", extra={"reasons": list(health.reasons)})
             else:
                 log.warning("status unhealthy", extra={"reasons": list(health.reasons)})
@@ -357,7 +285,7 @@ class StatusMonitor:
                         "stack": "".join(traceback.format_tb(error.__traceback__)),
                     },
                 )
-                self._publish(metadata_problems=("probe_failed",), deep_key_id="")
+                self._publish(metadata_problems=(Reason.PROBE_FAILED,), deep_key_id="")
                 next_metadata = next_deep = now + self._retry_interval
             self._wake.wait(max(0.0, min(next_metadata, next_deep) - self._clock()))
 
@@ -376,3 +304,7 @@ class StatusMonitor:
         elif now >= next_deep:
             next_deep = next_metadata
         return next_metadata, next_deep
+
+
+def _by_key_id(by_version: Mapping[int, KeyVersion]) -> Mapping[str, KeyVersion]:
+    return MappingProxyType({version.key_id: version for version in by_version.values()})

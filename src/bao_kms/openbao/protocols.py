@@ -1,0 +1,39 @@
+"""What the layers above need from OpenBao, as protocols (``TransitClient`` implements both).
+
+The servicer needs only the cipher calls; the probes also read key metadata. Depending on these
+instead of the concrete client keeps the request path and the probes testable with fakes that
+mypy checks against the same signatures the real client has.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from .key_metadata import KeyMetadata
+
+
+@runtime_checkable
+class TransitCipher(Protocol):
+    """Transit encrypt/decrypt with explicit key version and AAD; bytes in, bytes out."""
+
+    def encrypt(
+        self,
+        plaintext: bytes,
+        key_version: int,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+    ) -> bytes: ...
+
+    def decrypt(
+        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+    ) -> bytes: ...
+
+
+@runtime_checkable
+class ProbeTransit(TransitCipher, Protocol):
+    """The cipher plus the metadata reads the status probes make."""
+
+    def read_key(self, *, deadline: float | None = None) -> KeyMetadata: ...
+
+    def read_keys_config(self, *, deadline: float | None = None) -> bool: ...

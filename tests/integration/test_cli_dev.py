@@ -3,66 +3,40 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from _support.dev_process import DevProcess, wait_gone
+
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(120)]
 
 
-def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, timeout: float = 30, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bao_kms", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
 
 
 def test_dev_serves_prints_config_and_stops_cleanly(socket_dir):
     socket_path = socket_dir / "dev.sock"
     workdir = socket_dir / "work"
-    dev = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bao_kms",
-            "dev",
-            "--socket",
-            str(socket_path),
-            "--workdir",
-            str(workdir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = dev.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Serving."):
-                break
-        output = "".join(lines)
-        assert "Serving." in output, (
-            output + dev.stderr.read() if dev.poll() is not None else output
-        )
+    with DevProcess("--socket", str(socket_path), "--workdir", str(workdir)) as dev:
+        output = dev.wait_serving().output
         assert f"unix://{socket_path}" in output
         assert "kind: EncryptionConfiguration" in output and "apiVersion: v2" in output
         assert "self-probe         : ok" in output
-        pid_line = next(line for line in lines if line.startswith("OpenBao dev server"))
-        openbao_pid = int(pid_line.rsplit("pid ", 1)[1].rstrip(")\n"))
+        assert dev.socket_path == socket_path
 
         probe = _cli("probe", "--socket", str(socket_path), "--output", "json", "--rounds", "5")
         assert probe.returncode == 0, probe.stdout + probe.stderr
@@ -70,23 +44,37 @@ def test_dev_serves_prints_config_and_stops_cleanly(socket_dir):
         assert report["ok"] and report["rounds"] == 5
         assert report["status_key_id"] == report["encrypt_key_id"]
 
-        dev.send_signal(signal.SIGINT)
+        dev.signal(signal.SIGINT)
         assert dev.wait(30) == 0
         assert not socket_path.exists()
-        with pytest.raises(ProcessLookupError):
-            for _ in range(100):  # the OpenBao child is stopped by PID, not orphaned
-                os.kill(openbao_pid, 0)
-                time.sleep(0.1)
+        # the OpenBao child is stopped by PID, not orphaned
+        assert wait_gone(dev.openbao_pid, 10)
         token_files = list(Path(workdir).glob("openbao-token"))
         assert all(oct(f.stat().st_mode)[-3:] == "600" for f in token_files)
-    finally:
-        if dev.poll() is None:
-            dev.kill()
-            dev.wait()
-        dev.stdout.close()
-        stderr = dev.stderr.read()
-        dev.stderr.close()
-    assert "Traceback" not in stderr
+        assert "Traceback" not in dev.stderr()
+
+
+def test_probe_takes_a_relative_path_or_the_endpoint_and_sighup_stops_dev(socket_dir):
+    # no --workdir: dev makes its own directory in TMPDIR, which is this test's private dir
+    with DevProcess(env={"TMPDIR": str(socket_dir)}) as dev:
+        dev.wait_serving()
+        socket_path = dev.socket_path
+        assert socket_path.parent == dev.workdir and dev.workdir.parent == socket_dir
+        for cwd, endpoint in [
+            (dev.workdir, socket_path.name),  # "kms.sock", as typed next to it
+            (socket_dir, f"{dev.workdir.name}/{socket_path.name}"),
+            (None, f"unix://{socket_path}"),  # pasted from the EncryptionConfiguration
+        ]:
+            probe = _cli("probe", "--socket", endpoint, "--output", "json", cwd=cwd)
+            assert probe.returncode == 0, (endpoint, probe.stdout + probe.stderr)
+            assert json.loads(probe.stdout)["ok"]
+
+        dev.signal(signal.SIGHUP)  # the terminal went away
+        assert dev.wait(30) == 0
+        assert wait_gone(dev.openbao_pid, 10)
+        assert not socket_path.exists()
+        assert not dev.workdir.exists()
+        assert "Traceback" not in dev.stderr()
 
 
 def test_probe_fails_with_exit_4_when_unhealthy(start_provider, fresh_key):

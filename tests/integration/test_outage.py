@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from _support import wait_for
-from bao_kms.embedded import EmbeddedOpenBao
+from _support.openbao_servers import RaftOpenBao
 
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(240)]
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.openbao, pytest.mark.timeout(240)]
 @pytest.fixture(scope="module")
 def raft_openbao():
     """A restartable single-node raft server (dev servers forget their keys on restart)."""
-    server = EmbeddedOpenBao("raft")
+    server = RaftOpenBao()
     try:
         server.start()
         server.setup_transit("transit", "kms")

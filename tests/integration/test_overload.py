@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.openbao, pytest.mark.timeout(120)]
 @pytest.fixture
 def hung_openbao():
     """A dedicated dev server that the test freezes; always resumed and stopped."""
-    with EmbeddedOpenBao("dev") as server:
+    with EmbeddedOpenBao() as server:
         server.setup_transit()
         frozen = threading.Event()
 

@@ -68,7 +68,7 @@ def test_symlinked_socket_path_is_refused(start_provider, socket_dir):
 
 @pytest.mark.timeout(120)
 def test_sigterm_drains_in_flight_calls_then_removes_the_socket(socket_dir):
-    with EmbeddedOpenBao("dev") as server:
+    with EmbeddedOpenBao() as server:
         server.setup_transit()
         token_file = socket_dir / "token"
         token_file.write_text(server.create_token(openbao_policy("transit", "kms")))

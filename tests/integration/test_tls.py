@@ -7,14 +7,14 @@ import os
 import pytest
 
 from _support import wait_for
-from bao_kms.embedded import EmbeddedOpenBao
+from _support.openbao_servers import TlsDevOpenBao
 
 pytestmark = pytest.mark.openbao
 
 
 @pytest.fixture(scope="module")
 def tls_openbao():
-    with EmbeddedOpenBao("dev", tls=True) as server:
+    with TlsDevOpenBao() as server:
         server.setup_transit()
         yield server
 

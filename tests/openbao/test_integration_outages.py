@@ -16,7 +16,7 @@ import pytest
 
 from _support.fake_openbao import RefusingAddress
 from _support.leaks import expect_error
-from bao_kms.embedded import EmbeddedOpenBao
+from _support.openbao_servers import RaftOpenBao, TlsDevOpenBao
 from bao_kms.errors import OpenBaoRejected, OpenBaoSealed, OpenBaoUnavailable
 from bao_kms.openbao import TokenFileAuth, TransitClient, Transport, make_pool
 from bao_kms.openbao.breaker import CircuitBreaker, CircuitOpen
@@ -36,13 +36,13 @@ def token_file(directory: Path, token: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tls_bao() -> Iterator[EmbeddedOpenBao]:
-    with EmbeddedOpenBao(tls=True) as server:
+def tls_bao() -> Iterator[TlsDevOpenBao]:
+    with TlsDevOpenBao() as server:
         server.setup_transit()
         yield server
 
 
-def test_tls_with_the_ca_file(tls_bao: EmbeddedOpenBao, tmp_path: Path) -> None:
+def test_tls_with_the_ca_file(tls_bao: TlsDevOpenBao, tmp_path: Path) -> None:
     assert tls_bao.address.startswith("https://") and tls_bao.ca_file is not None
     pool = make_pool(ca_file=tls_bao.ca_file)
     try:
@@ -55,7 +55,7 @@ def test_tls_with_the_ca_file(tls_bao: EmbeddedOpenBao, tmp_path: Path) -> None:
         pool.clear()
 
 
-def test_tls_without_the_ca_file_fails(tls_bao: EmbeddedOpenBao, tmp_path: Path) -> None:
+def test_tls_without_the_ca_file_fails(tls_bao: TlsDevOpenBao, tmp_path: Path) -> None:
     pool = make_pool(ca_file=None)  # system trust does not know the dev CA
     try:
         auth = TokenFileAuth(token_file(tmp_path, tls_bao.root_token))
@@ -69,7 +69,7 @@ def test_tls_without_the_ca_file_fails(tls_bao: EmbeddedOpenBao, tmp_path: Path)
         pool.clear()
 
 
-def test_plain_http_to_the_tls_port(tls_bao: EmbeddedOpenBao, tmp_path: Path) -> None:
+def test_plain_http_to_the_tls_port(tls_bao: TlsDevOpenBao, tmp_path: Path) -> None:
     # Go answers a plain-HTTP request on a TLS port with a non-JSON 400.
     pool = make_pool(ca_file=None)
     try:
@@ -85,15 +85,15 @@ def test_plain_http_to_the_tls_port(tls_bao: EmbeddedOpenBao, tmp_path: Path) ->
 
 
 @pytest.fixture(scope="module")
-def raft_bao() -> Iterator[EmbeddedOpenBao]:
-    with EmbeddedOpenBao("raft") as server:
+def raft_bao() -> Iterator[RaftOpenBao]:
+    with RaftOpenBao() as server:
         server.setup_transit()
         yield server
 
 
 @pytest.fixture(scope="module")
 def raft_client(
-    raft_bao: EmbeddedOpenBao, tmp_path_factory: pytest.TempPathFactory
+    raft_bao: RaftOpenBao, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TransitClient]:
     pool = make_pool(ca_file=None)
     auth = TokenFileAuth(token_file(tmp_path_factory.mktemp("raft-token"), raft_bao.root_token))
@@ -108,11 +108,11 @@ def raft_client(
     pool.clear()
 
 
-def secrets_of(bao: EmbeddedOpenBao) -> tuple[str, ...]:
+def secrets_of(bao: RaftOpenBao) -> tuple[str, ...]:
     return (bao.root_token, "kms", "transit")
 
 
-def test_sealed(raft_bao: EmbeddedOpenBao, raft_client: TransitClient) -> None:
+def test_sealed(raft_bao: RaftOpenBao, raft_client: TransitClient) -> None:
     plaintext = os.urandom(32)
     ciphertext = raft_client.encrypt(plaintext, 1, AAD)
     raft_bao.seal()
@@ -130,7 +130,7 @@ def test_sealed(raft_bao: EmbeddedOpenBao, raft_client: TransitClient) -> None:
     assert raft_client.health() == "ok"
 
 
-def test_stopped_then_restarted(raft_bao: EmbeddedOpenBao, raft_client: TransitClient) -> None:
+def test_stopped_then_restarted(raft_bao: RaftOpenBao, raft_client: TransitClient) -> None:
     plaintext = os.urandom(32)
     ciphertext = raft_client.encrypt(plaintext, 1, AAD)
     raft_bao.stop()
@@ -148,7 +148,7 @@ def test_stopped_then_restarted(raft_bao: EmbeddedOpenBao, raft_client: TransitC
 
 
 def test_breaker_fails_fast_while_openbao_is_down_then_recovers(
-    raft_bao: EmbeddedOpenBao, tmp_path: Path
+    raft_bao: RaftOpenBao, tmp_path: Path
 ) -> None:
     pool = make_pool(ca_file=None)
     breaker = CircuitBreaker(threshold=3, open_for=0.5)
@@ -175,7 +175,7 @@ def test_breaker_fails_fast_while_openbao_is_down_then_recovers(
 
 
 def test_failover_from_a_dead_address_to_the_real_server(
-    raft_bao: EmbeddedOpenBao, tmp_path: Path
+    raft_bao: RaftOpenBao, tmp_path: Path
 ) -> None:
     pool = make_pool(ca_file=None)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from bao_kms._version import __version__
+from bao_kms.cli.main import COMMANDS, build_parser
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TIMEOUT = 60
@@ -112,6 +114,9 @@ def test_version_json() -> None:
         ("probe",),
         ("probe", "--socket", "/x", "--timeout", "10"),
         ("probe", "--socket", "/x", "--timeout", "-1s"),
+        ("probe", "--socket", "tcp://127.0.0.1:1"),
+        ("probe", "--socket", "unix://kms.sock"),
+        ("dev", "--socket", "http://127.0.0.1:1"),
     ],
     ids=lambda args: " ".join(args) or "(none)",
 )
@@ -323,6 +328,22 @@ def test_probe_socket_nobody_answers_exits_4(socket_dir: Path) -> None:
         assert time.monotonic() - started < 20
     finally:
         listener.close()
+
+
+def test_probe_resolves_a_relative_socket_against_the_working_directory() -> None:
+    result = run("probe", "--socket", "no-such.sock", "--timeout", "1s", "--output", "json")
+    assert result.returncode == 4
+    assert str(SRC.parent / "no-such.sock") in json.loads(result.stdout)["problem"]
+    no_traceback(result)
+
+
+def test_every_registered_command_has_a_parser_and_runs() -> None:
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(subparsers.choices) == ["serve", "dev", "probe", "config", "version"]
+    for name, (command, parser) in zip(COMMANDS, subparsers.choices.items(), strict=True):
+        module = importlib.import_module(f"bao_kms.cli.{name}")
+        assert module.__doc__, name
+        assert parser.get_default("run") is module.run, command
 
 
 def test_probe_zero_rounds_is_not_a_pass() -> None:

@@ -1,4 +1,4 @@
-"""SignalLatch: the signal handler must never block, whatever it interrupts."""
+"""SignalLatch: the signal handler must never block, whatever it interrupts; SIGHUP stops too."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from bao_kms.cli import main as cli
-from bao_kms.cli.main import SignalLatch
+from _support import FakeClock
+from bao_kms.cli._output import EXIT_RUNTIME
+from bao_kms.cli.signals import STOP_SIGNALS, SignalLatch
 
 
-def test_a_signal_landing_inside_the_handler_does_not_deadlock(monkeypatch):
+def test_a_signal_landing_inside_the_handler_does_not_deadlock():
     """Simulate the second of two back-to-back signals interrupting the first handler (the
     case that once hung a provider forever): both invocations must return at once."""
-    latch = SignalLatch()
     real_monotonic = time.monotonic
     nested: list[bool] = []
 
@@ -29,7 +29,7 @@ def test_a_signal_landing_inside_the_handler_does_not_deadlock(monkeypatch):
             latch._handle(signal.SIGTERM, None)
         return real_monotonic()
 
-    monkeypatch.setattr(cli.time, "monotonic", monotonic_interrupted_by_a_signal)
+    latch = SignalLatch(clock=monotonic_interrupted_by_a_signal)
     finished = threading.Event()
     worker = threading.Thread(
         target=lambda: (latch._handle(signal.SIGTERM, None), finished.set()), daemon=True
@@ -40,17 +40,33 @@ def test_a_signal_landing_inside_the_handler_does_not_deadlock(monkeypatch):
     assert latch.received == signal.SIGTERM
 
 
-def test_wait_returns_on_a_real_signal():
+def test_sighup_stops_like_sigterm_and_sigint():
+    assert set(STOP_SIGNALS) == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda s: s.name)
+def test_wait_returns_on_a_real_signal(signum: signal.Signals):
+    before = signal.getsignal(signum)
     with SignalLatch() as latch:
-        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
-        assert latch.wait() == signal.SIGTERM
+        threading.Timer(0.2, os.kill, (os.getpid(), signum)).start()
+        assert latch.wait() == signum
+    assert signal.getsignal(signum) is before  # the previous handler is back
+
+
+def test_a_duplicate_within_the_window_counts_once():
+    clock = FakeClock()
+    latch = SignalLatch(clock=clock)
+    latch._handle(signal.SIGTERM, None)
+    clock.advance(SignalLatch.DOUBLE_SIGNAL_WINDOW / 2)
+    latch._handle(signal.SIGHUP, None)  # would os._exit() if it counted as a second signal
+    assert latch.received == signal.SIGTERM
 
 
 def _run_latch_script(body: str) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(
         """
         import os, signal, sys, time
-        from bao_kms.cli.main import SignalLatch
+        from bao_kms.cli.signals import SignalLatch
         with SignalLatch() as latch:
             print("ready", flush=True)
         """
@@ -76,8 +92,8 @@ def test_duplicate_delivery_counts_once_and_a_later_second_signal_forces_exit():
         os.kill(process.pid, signal.SIGTERM)  # the same signal twice (group + forward)
         assert process.stdout.readline() == "draining\n"
         time.sleep(SignalLatch.DOUBLE_SIGNAL_WINDOW + 0.2)
-        os.kill(process.pid, signal.SIGINT)  # the operator insists
-        assert process.wait(10) == cli.EXIT_RUNTIME
+        os.kill(process.pid, signal.SIGHUP)  # the operator insists
+        assert process.wait(10) == EXIT_RUNTIME
         assert "second signal" in process.stderr.read()
     finally:
         if process.poll() is None:

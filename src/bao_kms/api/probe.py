@@ -2,6 +2,8 @@
 
 This is what ``bao-kms-provider probe`` and ``dev`` run; it speaks to the socket exactly as
 kube-apiserver does, so a passing probe means the apiserver will be able to use the provider.
+The socket may be given as a path or as the ``unix:///...`` endpoint of an
+EncryptionConfiguration (:func:`bao_kms.api.client.socket_path` reads both).
 """
 
 from __future__ import annotations
@@ -43,11 +45,17 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def run_probe(socket_path: str, *, timeout: float = 3.0, rounds: int = 1) -> ProbeReport:
-    """Round-trip *rounds* random seeds; ``ok`` only if every one matched and key_ids agreed."""
+def run_probe(
+    endpoint: str | os.PathLike[str], *, timeout: float = 3.0, rounds: int = 1
+) -> ProbeReport:
+    """Round-trip *rounds* random seeds; ``ok`` only if every one matched and key_ids agreed.
+
+    Raises :class:`~bao_kms.api.client.InvalidSocketEndpoint` for an endpoint that names no
+    Unix socket path; every other failure is reported in the returned report.
+    """
     report = ProbeReport()
     timings: dict[str, list[float]] = {"status": [], "encrypt": [], "decrypt": []}
-    with KmsClient(socket_path, timeout=timeout) as client:
+    with KmsClient(endpoint, timeout=timeout) as client:
         try:
             for _ in range(rounds):
                 started = time.perf_counter()

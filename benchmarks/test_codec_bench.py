@@ -1,8 +1,8 @@
-"""Micro benchmarks of the Decrypt hot path: pure-Python twin against the compiled one.
+"""Micro benchmarks of the per-request hot path: pure-Python twin against the compiled one.
 
-Run: ``pytest benchmarks/test_codec_bench.py --benchmark-only``. Each function is one benchmark
-group with a ``python`` and a ``cython`` entry, on inputs shaped like production traffic (a
-32-byte DEK seed, the golden identity, a real Transit response body).
+Run: ``pytest benchmarks/test_codec_bench.py --benchmark-only``. Each per-request function is one
+benchmark group with a ``python`` and a ``cython`` entry, on inputs shaped like production traffic
+(a 32-byte DEK seed, the golden identity, real Transit response bodies).
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def inputs(codec: ModuleType) -> dict[str, Any]:
         3,
     )
     seed = bytes(range(32))
+    ciphertext = b"vault:v3:" + base64.b64encode(bytes(60))
     response = {
         "request_id": "6f1c1f0a-3a5e-4c3e-9d55-0b8a3f0f5b8e",
         "lease_id": "",
@@ -77,8 +78,12 @@ def inputs(codec: ModuleType) -> dict[str, Any]:
         "annotations": dict(expected),
         "expected": types.MappingProxyType(expected),
         "associated_data": codec.transit_aad(aad),
-        "ciphertext": b"vault:v3:" + base64.b64encode(bytes(60)),
+        "ciphertext": ciphertext,
         "decrypt_response": json.dumps(response).encode(),
+        "encrypt_response": json.dumps(
+            {**response, "data": {"ciphertext": ciphertext.decode(), "key_version": 3}}
+        ).encode(),
+        "seed": seed,
     }
 
 
@@ -103,10 +108,21 @@ def test_check_ciphertext_version(
     assert benchmark(codec.check_ciphertext_version, inputs["ciphertext"], 3) is None
 
 
+def test_encrypt_request_body(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
+    benchmark.group = "encrypt_request_body"
+    body = benchmark(codec.encrypt_request_body, inputs["seed"], 3, inputs["associated_data"])
+    assert json.loads(body)["key_version"] == 3
+
+
 def test_decrypt_request_body(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
     benchmark.group = "decrypt_request_body"
     body = benchmark(codec.decrypt_request_body, inputs["ciphertext"], inputs["associated_data"])
     assert json.loads(body)["associated_data"] == inputs["associated_data"]
+
+
+def test_parse_encrypt_response(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
+    benchmark.group = "parse_encrypt_response"
+    assert benchmark(codec.parse_encrypt_response, inputs["encrypt_response"])[1] == 3
 
 
 def test_parse_decrypt_response(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:

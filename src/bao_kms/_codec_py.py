@@ -10,9 +10,13 @@ It covers the v1 wire formats (DESIGN §3) and the Transit bodies on the request
 * ``parse_ciphertext_version`` / ``check_ciphertext_version`` — the ``vault:vN:`` prefix;
 * ``encrypt_request_body`` / ``decrypt_request_body`` and the two response parsers.
 
-The compiled twin has the same names, signatures, results, exception classes and messages;
-``tests/codec/test_codec_parity.py`` holds them to that on randomized inputs. Messages never carry
-plaintext, ciphertext or identity labels (they reach kube-apiserver).
+The compiled twin re-implements only what runs per request (``parse_key_id``, the annotation
+parse and match, the ciphertext version checks, the bodies and response parsers) and imports the
+rest from here: constants, and what runs once per key version (``hash_label``,
+``derive_key_id``, ``build_annotations``, ``canonical_aad``, ``transit_aad``). What its fast paths
+do not accept they hand to the functions here, so every message and exception comes from this
+module; ``tests/codec/test_codec_parity.py`` holds the twins to the same results on randomized
+inputs. Messages never carry plaintext, ciphertext or identity labels (they reach kube-apiserver).
 """
 
 from __future__ import annotations
@@ -341,6 +345,7 @@ def parse_decrypt_response(body: bytes) -> bytes:
         raise OpenBaoBadResponse("Transit decrypt response plaintext is not base64") from None
 
 
+# Read by the compiled twin too. The namespace hash is last: both skip it when it is absent.
 _HASH_ANNOTATIONS = (ANN_KEY_ID_HASH, ANN_MOUNT_HASH, ANN_KEY_HASH, ANN_NAMESPACE_HASH)
 _KNOWN_ANNOTATIONS = frozenset(
     (ANN_PROVIDER, ANN_KEY_VERSION, ANN_PLUGIN_VERSION, ANN_AAD_VERSION, *_HASH_ANNOTATIONS)

@@ -1,66 +1,36 @@
-"""Type stubs for the compiled twin of ``bao_kms._codec_py``; signatures match it exactly."""
+"""Type stubs for the compiled half of ``bao_kms._codec_py``: what ``_codec.pyx`` defines, and
+what it re-exports from the spec unchanged (constants and the once-per-key-version builders)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
-KEY_ID_PREFIX: Final[str]
-KEY_ID_LENGTH: Final[int]
-KEY_ID_DOMAIN: Final[str]
+from bao_kms._codec_py import AAD_PURPOSE as AAD_PURPOSE
+from bao_kms._codec_py import AAD_VERSION as AAD_VERSION
+from bao_kms._codec_py import ANN_AAD_VERSION as ANN_AAD_VERSION
+from bao_kms._codec_py import ANN_KEY_HASH as ANN_KEY_HASH
+from bao_kms._codec_py import ANN_KEY_ID_HASH as ANN_KEY_ID_HASH
+from bao_kms._codec_py import ANN_KEY_VERSION as ANN_KEY_VERSION
+from bao_kms._codec_py import ANN_MOUNT_HASH as ANN_MOUNT_HASH
+from bao_kms._codec_py import ANN_NAMESPACE_HASH as ANN_NAMESPACE_HASH
+from bao_kms._codec_py import ANN_PLUGIN_VERSION as ANN_PLUGIN_VERSION
+from bao_kms._codec_py import ANN_PROVIDER as ANN_PROVIDER
+from bao_kms._codec_py import KEY_ID_DOMAIN as KEY_ID_DOMAIN
+from bao_kms._codec_py import KEY_ID_LENGTH as KEY_ID_LENGTH
+from bao_kms._codec_py import KEY_ID_PREFIX as KEY_ID_PREFIX
+from bao_kms._codec_py import MAX_CIPHERTEXT_LENGTH as MAX_CIPHERTEXT_LENGTH
+from bao_kms._codec_py import MAX_PLUGIN_VERSION_LENGTH as MAX_PLUGIN_VERSION_LENGTH
+from bao_kms._codec_py import PROVIDER as PROVIDER
+from bao_kms._codec_py import __all__ as __all__
+from bao_kms._codec_py import build_annotations as build_annotations
+from bao_kms._codec_py import canonical_aad as canonical_aad
+from bao_kms._codec_py import derive_key_id as derive_key_id
+from bao_kms._codec_py import hash_label as hash_label
+from bao_kms._codec_py import transit_aad as transit_aad
 
-AAD_VERSION: Final[str]
-AAD_PURPOSE: Final[str]
-PROVIDER: Final[str]
-
-ANN_PROVIDER: Final[str]
-ANN_KEY_ID_HASH: Final[str]
-ANN_KEY_VERSION: Final[str]
-ANN_MOUNT_HASH: Final[str]
-ANN_KEY_HASH: Final[str]
-ANN_NAMESPACE_HASH: Final[str]
-ANN_PLUGIN_VERSION: Final[str]
-ANN_AAD_VERSION: Final[str]
-
-MAX_PLUGIN_VERSION_LENGTH: Final[int]
-MAX_VERSION_DIGITS: Final[int]
-MAX_CIPHERTEXT_LENGTH: Final[int]
-
-__all__: list[str]
-
-def hash_label(value: str) -> str: ...
-def derive_key_id(
-    provider_name: str,
-    cluster_id: str,
-    instance_id: str,
-    namespace: str,
-    mount_id: str,
-    lineage_id: str,
-    version: int,
-    created_unix: int,
-) -> str: ...
 def parse_key_id(key_id: str) -> bytes: ...
-def build_annotations(
-    key_id: str,
-    namespace: str,
-    mount_id: str,
-    lineage_id: str,
-    version: int,
-    plugin_version: str,
-) -> dict[str, bytes]: ...
 def parse_annotations(annotations: Mapping[str, bytes]) -> int: ...
 def match_annotations(annotations: Mapping[str, bytes], expected: Mapping[str, bytes]) -> None: ...
-def canonical_aad(
-    provider_name: str,
-    cluster_id: str,
-    instance_id: str,
-    namespace: str,
-    mount_id: str,
-    lineage_id: str,
-    key_id: str,
-    version: int,
-) -> bytes: ...
-def transit_aad(canonical: bytes) -> str: ...
 def parse_ciphertext_version(ciphertext: bytes) -> int: ...
 def check_ciphertext_version(ciphertext: bytes, version: int) -> None: ...
 def encrypt_request_body(plaintext: bytes, key_version: int, associated_data: str) -> bytes: ...

@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -303,20 +304,24 @@ def decrypt_request_body(ciphertext: bytes, associated_data: str) -> bytes:
     )
 
 
-def _response_data(body: bytes, operation: str) -> dict:
+def response_data(body: bytes, what: str) -> dict[str, Any]:
+    """The ``data`` object of an OpenBao JSON response; *what* names it in the error.
+
+    Cold callers (key metadata, doctor) use it too, so every OpenBao answer is judged alike.
+    """
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise OpenBaoBadResponse(f"Transit {operation} response is not JSON") from None
+        raise OpenBaoBadResponse(f"{what} response is not JSON") from None
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, dict):
-        raise OpenBaoBadResponse(f"Transit {operation} response has no data object")
+        raise OpenBaoBadResponse(f"{what} response has no data object")
     return data
 
 
 def parse_encrypt_response(body: bytes) -> tuple[bytes, int]:
     """The ciphertext bytes and key version from a Transit encrypt response."""
-    data = _response_data(body, "encrypt")
+    data = response_data(body, "Transit encrypt")
     ciphertext = data.get("ciphertext")
     version = data.get("key_version")
     if not isinstance(ciphertext, str) or not ciphertext.isascii():
@@ -335,7 +340,7 @@ def parse_encrypt_response(body: bytes) -> tuple[bytes, int]:
 
 def parse_decrypt_response(body: bytes) -> bytes:
     """The plaintext bytes from a Transit decrypt response."""
-    data = _response_data(body, "decrypt")
+    data = response_data(body, "Transit decrypt")
     plaintext = data.get("plaintext")
     if not isinstance(plaintext, str) or not plaintext or not plaintext.isascii():
         raise OpenBaoBadResponse("Transit decrypt response has no plaintext string")

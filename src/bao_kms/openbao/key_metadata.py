@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from .._codec_py import response_data
 from ..errors import OpenBaoBadResponse
 
 _VERSION_RE = re.compile(r"[1-9][0-9]{0,9}")
@@ -38,18 +37,6 @@ class KeyMetadata:
     #: version -> creation time in Unix seconds. OpenBao lists only versions at or above
     #: ``min_decryption_version``: older ones are still stored but not reported.
     versions: Mapping[int, int]
-
-
-def response_data(body: bytes, what: str) -> dict[str, Any]:
-    """The ``data`` object of an OpenBao JSON response."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise OpenBaoBadResponse(f"{what} response is not JSON") from None
-    data = document.get("data") if isinstance(document, dict) else None
-    if not isinstance(data, dict):
-        raise OpenBaoBadResponse(f"{what} response has no data object")
-    return data
 
 
 def _bool(data: Mapping[str, Any], name: str, *, default: bool | None = None) -> bool:

@@ -1,194 +1,448 @@
-"""End-to-end load driver: a cold-start Decrypt burst through the provider vs direct Transit.
+"""End-to-end load driver: the provider against its floor and its ceiling, in one run.
 
-Starts a real OpenBao dev server and the provider (``bao-kms-provider serve`` in its own
-process, as in production), encrypts a set of DEK seeds, then runs the same number of
-Decrypts at the same concurrency twice in one run:
+One real OpenBao dev server serves every phase, so the ratios between phases are what this
+measures (absolute numbers swing by 25% or more between runs on a shared machine):
 
-* **plugin** — through the provider's Unix socket with a gRPC client (what kube-apiserver does);
-* **direct** — straight to Transit over HTTP with the same AAD (the floor any plugin sits on).
+* **noop**: a KMS v2 grpcio server that does nothing (``noop_server.py``, its own process):
+  the ceiling for any Python plugin here, in calls per second and server CPU per call;
+* **direct**: a lean Python client calling Transit directly, one decrypt per HTTP request;
+* **storm**: a cold-start storm through the provider's socket (``bao-kms-provider serve`` in
+  its own process, restarted before each storm) over N ciphertexts it has never decrypted, for
+  each codec twin with batching on and off, plus a variant with 50% duplicates (each
+  ciphertext asked twice at once) that counts what OpenBao saw (items must not exceed the
+  distinct count);
+* **latency**: p50/p99 of Status, Encrypt and Decrypt at low load (one caller), C=8 and C=64;
+* **memory**: peak RSS (VmHWM) through repeated storms of ``--memory-requests`` Decrypts, and
+  the RSS after each (no growth across storms).
 
-It prints throughput and latency percentiles for both and their ratio. The machine is shared
-and noisy, so compare the ratio within one run, not absolute numbers across runs.
+Each round runs noop, direct and the storms back to back; the summary takes medians over
+``--rounds``. It writes JSON (``--output``) and a PNG chart (``--chart``, needs matplotlib: the
+``bench`` extra), and prints the table ``docs/benchmarks.md`` holds.
 
-    python benchmarks/load_driver.py --requests 4000 --concurrency 32 [--no-extensions]
+    python benchmarks/load_driver.py                  # the published run (several minutes)
+    python benchmarks/load_driver.py --quick          # a smoke: tiny N, one round, no pure twin
 
-Every request loop is bounded by ``--requests`` and ``--max-seconds``; both processes are
-stopped by PID at the end.
+Every loop is bounded by its call count and ``--max-seconds``; every process is stopped by PID.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import functools
+import json
 import os
-import signal
+import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import urllib3
 import yaml
+from load_support import Child, KmsCalls, Run, closed_loop, cpu_seconds, free_port, scrape
 
-from bao_kms.api.client import KmsClient
+from bao_kms._proto import api_pb2
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.identity import Identity
 from bao_kms.manifests import openbao_policy
 
-SEEDS = 256
+HERE = Path(__file__).resolve().parent
+LABELS = {
+    "providerName": "load",
+    "clusterId": "load",
+    "openbaoInstanceId": "load",
+    "transitMountId": "load",
+    "keyLineageId": "load",
+}
+IDENTITY = Identity("load", "load", "load", "", "load", "load")
 
 
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000  # noqa: E731
-    return {"p50": statistics.median(ordered) * 1000, "p90": pick(0.90), "p99": pick(0.99)}
+@dataclass(frozen=True)
+class Variant:
+    pure: bool
+    batching: bool
+
+    @property
+    def name(self) -> str:
+        codec = "pure" if self.pure else "compiled"
+        return f"{codec}, {'batching' if self.batching else 'no batching'}"
 
 
-def _run(
-    name: str, call: Callable[[int], None], requests: int, concurrency: int, max_seconds: float
-) -> dict[str, float]:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    stop_at = time.monotonic() + max_seconds
+@dataclass(frozen=True)
+class Sealed:
+    seed: bytes
+    ciphertext: bytes
+    request: bytes  # a serialized DecryptRequest
 
-    def one(index: int) -> None:
-        if time.monotonic() > stop_at:
-            return
-        started = time.perf_counter()
-        call(index)
-        elapsed = time.perf_counter() - started
-        with lock:
-            latencies.append(elapsed)
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(requests)))
-    wall = time.perf_counter() - started
-    result = {
-        "requests": len(latencies),
-        "per_second": len(latencies) / wall,
-        **_percentiles(latencies),
-    }
-    print(
-        f"{name:7s} {result['requests']:6d} req  {result['per_second']:8.0f}/s  "
-        f"p50 {result['p50']:6.2f} ms  p90 {result['p90']:6.2f} ms  p99 {result['p99']:6.2f} ms",
-        flush=True,
-    )
+class Provider:
+    """A running ``bao-kms-provider serve`` process with a channel to its socket."""
+
+    def __init__(self, child: Child, calls: KmsCalls, metrics: str, variant: Variant) -> None:
+        self.child, self.calls, self.metrics, self.variant = child, calls, metrics, variant
+
+    def decrypt_counts(self) -> tuple[float, float]:
+        """(Transit decrypt requests, items) the provider has sent so far."""
+        samples = scrape(self.metrics)
+        requests = sum(
+            value
+            for name, value in samples.items()
+            if name.startswith("openbao_kms_openbao_requests_total{")
+            and 'operation="decrypt"' in name
+        )
+        return requests, samples.get("openbao_kms_decrypt_batch_items_total", requests)
+
+
+class Bench:
+    """The shared OpenBao, the token, the key's AAD, and how to start each server."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, openbao: EmbeddedOpenBao):
+        self.args, self.workdir, self.openbao = args, workdir, openbao
+        openbao.setup_transit("transit", "kms")
+        self.token = openbao.create_token(openbao_policy("transit", "kms"))
+        self.token_file = workdir / "token"
+        self.token_file.write_text(self.token)
+        self.token_file.chmod(0o600)
+        self.serial = 0
+        version = 1
+        created = openbao.api("GET", "transit/keys/kms")["data"]["keys"][str(version)]
+        self.key_version = IDENTITY.key_version(version, created)
+        self.http = urllib3.PoolManager(maxsize=max(64, args.concurrency), block=True)
+
+    def _path(self, stem: str) -> Path:
+        self.serial += 1
+        return self.workdir / f"{stem}-{self.serial}"
+
+    @contextlib.contextmanager
+    def provider(self, variant: Variant) -> Iterator[Provider]:
+        socket_path, port = self._path("kms.sock"), free_port()
+        config = self._path("config.yaml")
+        openbao = {"addresses": [self.openbao.address], "timeout": "5s"}
+        openbao |= {"allowInsecureHttp": True, "decryptBatching": variant.batching}
+        server = {"socketPath": str(socket_path), "workers": self.args.workers}
+        server["healthAddress"] = server["metricsAddress"] = f"127.0.0.1:{port}"
+        document = {
+            "server": server,
+            "openbao": openbao,
+            "auth": {"method": "token", "token": {"file": str(self.token_file)}},
+            "identity": LABELS,
+            "logging": {"level": "warning"},
+        }
+        config.write_text(yaml.safe_dump(document))
+        config.chmod(0o600)
+        # the config file says everything: no BAO_KMS_* override from the caller's environment
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BAO_KMS_")}
+        env["BAO_KMS_NO_EXTENSIONS"] = "1" if variant.pure else "0"
+        command = shutil.which("bao-kms-provider") or ""
+        argv = [command] if command else [sys.executable, "-m", "bao_kms"]
+        argv += ["serve", "--config", str(config)]
+        child = Child(argv, log=self._path("provider.log"), env=env)
+        calls = KmsCalls(socket_path)
+        try:
+            calls.wait_ok(60, child)
+            yield Provider(child, calls, f"127.0.0.1:{port}", variant)
+        finally:
+            calls.close()
+            child.stop()
+
+    @contextlib.contextmanager
+    def noop(self) -> Iterator[tuple[Child, KmsCalls]]:
+        socket_path = self._path("noop.sock")
+        argv = [sys.executable, str(HERE / "noop_server.py"), "--socket", str(socket_path)]
+        child = Child([*argv, "--workers", str(self.args.workers)], log=self._path("noop.log"))
+        calls = KmsCalls(socket_path)
+        try:
+            calls.wait_ok(30, child)
+            yield child, calls
+        finally:
+            calls.close()
+            child.stop()
+
+    def fresh(self, count: int) -> list[Sealed]:
+        """*count* new DEK seeds sealed under the key's AAD (Transit batch encrypt, 150 a
+        request: seeds no provider has decrypted before)."""
+        version = self.key_version
+        sealed: list[Sealed] = []
+        while len(sealed) < count:
+            seeds = [os.urandom(32) for _ in range(min(150, count - len(sealed)))]
+            batch = [
+                {
+                    "plaintext": base64.b64encode(s).decode(),
+                    "associated_data": version.associated_data,
+                    "key_version": version.version,
+                }
+                for s in seeds
+            ]
+            answer = self.openbao.api("POST", "transit/encrypt/kms", {"batch_input": batch})
+            for seed, result in zip(seeds, answer["data"]["batch_results"], strict=True):
+                ciphertext = result["ciphertext"].encode()
+                request = api_pb2.DecryptRequest(
+                    ciphertext=ciphertext, key_id=version.key_id, annotations=version.annotations
+                )
+                sealed.append(Sealed(seed, ciphertext, request.SerializeToString()))
+        return sealed
+
+
+@contextlib.contextmanager
+def openbao_cpu(bench: Bench, runs: list[Run]) -> Iterator[None]:
+    """Adds OpenBao's CPU per call (ms) to the runs made inside the block."""
+    pid = bench.openbao.pid
+    assert pid is not None
+    before = cpu_seconds(pid)
+    yield
+    spent = cpu_seconds(pid) - before
+    calls = sum(run.calls for run in runs)
+    for run in runs:
+        run.extra["openbao_cpu_ms_per_call"] = round(spent / calls * 1000, 4) if calls else None
+
+
+def noop_run(bench: Bench, calls: int, concurrency: int) -> Run:
+    request = api_pb2.DecryptRequest(ciphertext=b"vault:v1:AAAA", key_id="x").SerializeToString()
+    with bench.noop() as (child, kms):
+        return closed_loop(
+            "noop server Decrypt",
+            lambda _: kms.decrypt(request, timeout=10),
+            calls,
+            concurrency,
+            max_seconds=bench.args.max_seconds,
+            server=child,
+        )
+
+
+def direct_run(bench: Bench, sealed: list[Sealed], concurrency: int, name: str) -> Run:
+    url = f"{bench.openbao.address}/v1/transit/decrypt/kms"
+    headers = {"X-Vault-Token": bench.token, "Content-Type": "application/json"}
+    aad = bench.key_version.associated_data
+    bodies = [
+        orjson.dumps({"ciphertext": s.ciphertext.decode(), "associated_data": aad}) for s in sealed
+    ]
+    expected = [base64.b64encode(s.seed) for s in sealed]
+
+    def call(index: int) -> None:
+        answer = bench.http.urlopen("POST", url, body=bodies[index], headers=headers, retries=False)
+        if answer.status != 200 or expected[index] not in answer.data:
+            raise AssertionError("Transit did not answer the seed")
+
+    return closed_loop(name, call, len(sealed), concurrency, max_seconds=bench.args.max_seconds)
+
+
+def storm_run(provider: Provider, sealed: list[Sealed], concurrency: int, name: str) -> Run:
+    decrypt = provider.calls.decrypt
+    before = provider.decrypt_counts()
+
+    def call(index: int) -> None:
+        if decrypt(sealed[index].request, timeout=10).plaintext != sealed[index].seed:
+            raise AssertionError("wrong plaintext")
+
+    run = closed_loop(
+        name, call, len(sealed), concurrency, max_seconds=provider.calls.timeout * 12,
+        server=provider.child,
+    )  # fmt: skip
+    after = provider.decrypt_counts()
+    run.extra["distinct"] = len({s.ciphertext for s in sealed})
+    run.extra["openbao_requests"] = int(after[0] - before[0])
+    run.extra["openbao_items"] = int(after[1] - before[1])
+    return run
+
+
+def rpc_run(
+    provider: Provider, rpc: str, calls: int, concurrency: int, sealed: list[Sealed]
+) -> Run:
+    kms = provider.calls
+    if rpc == "Status":
+        call = lambda _: kms.status(kms.status_request, timeout=10)  # noqa: E731
+    elif rpc == "Encrypt":
+        seeds = [api_pb2.EncryptRequest(plaintext=s.seed).SerializeToString() for s in sealed]
+        call = lambda i: kms.encrypt(seeds[i], timeout=10)  # noqa: E731
+    else:
+        call = lambda i: kms.decrypt(sealed[i].request, timeout=10)  # noqa: E731
+    return closed_loop(f"{rpc} (C={concurrency})", call, calls, concurrency, server=provider.child)
+
+
+def one_round(bench: Bench, variants: list[Variant], index: int) -> dict[str, Any]:
+    n, c = bench.args.requests, bench.args.concurrency
+    print(f"--- round {index + 1}: {n} calls at concurrency {c}", flush=True)
+    runs: dict[str, Any] = {}
+
+    def keep(key: str, run: Run) -> None:
+        print(run.line(), flush=True)
+        runs[key] = run.as_dict()
+
+    def measured(key: str, make: Callable[[], Run]) -> None:
+        made: list[Run] = []
+        with openbao_cpu(bench, made):
+            made.append(make())
+        keep(key, made[0])
+
+    keep("noop", noop_run(bench, n, c))
+    sealed = bench.fresh(n)
+    measured("direct", lambda: direct_run(bench, sealed, c, "direct Transit, one per request"))
+    for variant in variants:
+        # a fresh process for each variant; fresh ciphertexts for each storm, so neither storm
+        # meets one the provider has decrypted before
+        with bench.provider(variant) as provider:
+            cold = bench.fresh(n)
+            doubled = [s for s in bench.fresh(n // 2) for _ in (0, 1)]  # each asked twice at once
+            storm = functools.partial(storm_run, provider, cold, c, variant.name)
+            measured(f"storm {variant.name}", storm)
+            dup = functools.partial(storm_run, provider, doubled, c, f"{variant.name}, 50% dup")
+            measured(f"dup50 {variant.name}", dup)
+    return runs
+
+
+def latency_runs(bench: Bench, calls: int) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    print(f"--- latency: {calls} calls each", flush=True)
+    direct = direct_run(bench, bench.fresh(calls), 1, "direct Transit (C=1)")
+    print(direct.line(), flush=True)
+    runs["direct C=1"] = direct.as_dict()
+    with bench.provider(Variant(pure=False, batching=True)) as provider:
+        for concurrency in (1, 8, 64):
+            for rpc in ("Status", "Encrypt", "Decrypt"):
+                run = rpc_run(provider, rpc, calls, concurrency, bench.fresh(calls))
+                print(run.line(), flush=True)
+                runs[f"{rpc} C={concurrency}"] = run.as_dict()
+    return runs
+
+
+def memory_runs(bench: Bench, calls: int, repeats: int) -> dict[str, Any]:
+    print(f"--- memory: {repeats} storms of {calls} Decrypts", flush=True)
+    sealed = bench.fresh(calls)
+    after: list[float] = []
+    with bench.provider(Variant(pure=False, batching=True)) as provider:
+        started = provider.child.memory_mib()
+        for repeat in range(repeats):
+            run = storm_run(provider, sealed, bench.args.concurrency, f"memory storm {repeat + 1}")
+            after.append(round(provider.child.memory_mib()["rss"], 1))
+            print(run.line(), f"rss {after[-1]} MiB", flush=True)
+        peak = provider.child.memory_mib()["peak"]
+    result = {"calls": calls, "rss_at_start_mib": round(started["rss"], 1)}
+    result |= {"rss_after_each_mib": after, "peak_rss_mib": round(peak, 1)}
+    print(f"peak RSS {peak:.1f} MiB, RSS after each storm {after}", flush=True)
     return result
 
 
-def main() -> int:
+def summarize(rounds: list[dict[str, Any]], variants: list[Variant]) -> dict[str, Any]:
+    """Medians over rounds of each rate, and of each ratio taken within its own round."""
+
+    def median(key: str, field: str) -> float | None:
+        values = [r[key][field] for r in rounds if key in r and r[key][field] is not None]
+        return statistics.median(values) if values else None
+
+    def ratio(top: str, bottom: str, field: str = "per_second") -> float | None:
+        values = [
+            r[top][field] / r[bottom][field]
+            for r in rounds
+            if top in r and bottom in r and r[top][field] and r[bottom][field]
+        ]
+        return round(statistics.median(values), 3) if values else None
+
+    summary: dict[str, Any] = {"per_second": {}, "per_second_range": {}, "ratios": {}}
+    summary |= {"cpu_ms_per_call": {}, "openbao_cpu_ms_per_call": {}}
+    for key in rounds[0]:
+        summary["per_second"][key] = round(median(key, "per_second") or 0, 1)
+        rates = [r[key]["per_second"] for r in rounds if key in r]
+        summary["per_second_range"][key] = [round(min(rates), 1), round(max(rates), 1)]
+        cpu = median(key, "cpu_ms_per_call")
+        if cpu is not None:
+            summary["cpu_ms_per_call"][key] = round(cpu, 4)
+        spent = [r[key]["extra"].get("openbao_cpu_ms_per_call") for r in rounds if key in r]
+        if spent and None not in spent:
+            summary["openbao_cpu_ms_per_call"][key] = round(statistics.median(spent), 4)
+    for variant in variants:
+        storm = f"storm {variant.name}"
+        summary["ratios"][f"{variant.name} / noop"] = ratio(storm, "noop")
+        summary["ratios"][f"{variant.name} / direct"] = ratio(storm, "direct")
+        cpu = ratio(storm, "noop", "cpu_ms_per_call")
+        summary["ratios"][f"{variant.name} cpu / noop cpu"] = cpu
+        dup = [r[f"dup50 {variant.name}"]["extra"] for r in rounds]
+        summary["ratios"][f"{variant.name} 50% dup: items / distinct"] = max(
+            d["openbao_items"] / d["distinct"] for d in dup
+        )
+    return summary
+
+
+def machine() -> dict[str, Any]:
+    import grpc
+
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii") as cpuinfo:
+        names = (line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
+        model = next(names, "")
+    bao = subprocess.run(["bao", "version"], capture_output=True, text=True, check=False).stdout
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "system": platform.platform(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "urllib3": urllib3.__version__,
+        "openbao": bao.strip(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=2000, help="Decrypts per storm (N)")
+    parser.add_argument("--concurrency", type=int, default=32, help="client threads (C)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds to take medians over")
+    parser.add_argument("--workers", type=int, default=None, help="provider server.workers")
+    parser.add_argument("--latency-calls", type=int, default=500)
+    parser.add_argument("--memory-requests", type=int, default=20000)
+    parser.add_argument("--memory-repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=120.0)
-    parser.add_argument("--workers", type=int, default=16, help="provider gRPC worker threads")
-    parser.add_argument(
-        "--no-extensions", action="store_true", help="run the provider on the pure-Python codec"
-    )
-    args = parser.parse_args()
+    parser.add_argument("--no-pure", action="store_true", help="skip the pure-Python twin")
+    parser.add_argument("--quick", action="store_true", help="a smoke: tiny, one round, no pure")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument("--chart", type=Path, default=None, help="PNG chart (matplotlib)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.rounds, args.no_pure = min(args.requests, 200), 1, True
+        args.latency_calls, args.memory_requests = min(args.latency_calls, 40), 0
+    if args.workers is None:
+        args.workers = max(64, args.concurrency)
+    variants = [Variant(pure, batching) for pure in (False, True) for batching in (True, False)]
+    variants = [v for v in variants if not (v.pure and args.no_pure)]
+    workdir = Path(tempfile.mkdtemp(prefix="bk-load-", dir="/tmp"))
+    started = time.time()
+    try:
+        with EmbeddedOpenBao(workdir=workdir / "openbao") as openbao:
+            bench = Bench(args, workdir, openbao)
+            rounds = [one_round(bench, variants, index) for index in range(args.rounds)]
+            latency = latency_runs(bench, args.latency_calls)
+            memory = None
+            if args.memory_requests:
+                memory = memory_runs(bench, args.memory_requests, args.memory_repeats)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    result = {
+        "machine": machine(),
+        "settings": settings,
+        "started_unix": int(started),
+        "minutes": round((time.time() - started) / 60, 2),
+        "summary": summarize(rounds, variants),
+        "rounds": rounds,
+        "latency": latency,
+        "memory": memory,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["summary"], indent=1))
+    if args.chart is not None:
+        from report import chart
 
-    workdir = Path(tempfile.mkdtemp(prefix="bk-load-"))
-    with EmbeddedOpenBao(workdir=workdir / "openbao") as openbao:
-        openbao.setup_transit()
-        token_file = workdir / "token"
-        token_file.write_text(openbao.create_token(openbao_policy("transit", "kms")))
-        token_file.chmod(0o600)
-        socket_path = workdir / "kms.sock"
-        identity = {
-            "providerName": "load",
-            "clusterId": "load",
-            "openbaoInstanceId": "load",
-            "transitMountId": "load",
-            "keyLineageId": "load",
-        }
-        config_file = workdir / "config.yaml"
-        config_file.write_text(
-            yaml.safe_dump(
-                {
-                    "server": {"socketPath": str(socket_path), "workers": args.workers},
-                    "openbao": {"addresses": [openbao.address], "timeout": "5s"},
-                    "auth": {"method": "token", "token": {"file": str(token_file)}},
-                    "identity": identity,
-                    "logging": {"level": "warning"},
-                }
-            )
-        )
-        env = dict(os.environ)
-        if args.no_extensions:
-            env["BAO_KMS_NO_EXTENSIONS"] = "1"
-        provider = subprocess.Popen(
-            [sys.executable, "-m", "bao_kms", "serve", "--config", str(config_file)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            client = KmsClient(socket_path, timeout=10)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if client.status().healthz == "ok":
-                        break
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
-                time.sleep(0.1)
-            else:
-                print("provider did not become healthy", file=sys.stderr)
-                return 1
-            seeds = [os.urandom(32) for _ in range(SEEDS)]
-            objects = [client.encrypt(seed) for seed in seeds]
-            version = int(objects[0].annotations["transit-key-version.kms.openbao.org"])
-            created = openbao.api("GET", "transit/keys/kms")["data"]["keys"][str(version)]
-            aad = (
-                Identity("load", "load", "load", "", "load", "load")
-                .key_version(version, created)
-                .associated_data
-            )
-            http = urllib3.PoolManager(maxsize=args.concurrency, retries=False)
-            headers = {"X-Vault-Token": openbao.root_token}
-            url = f"{openbao.address}/v1/transit/decrypt/kms"
-
-            def via_plugin(index: int) -> None:
-                item = objects[index % SEEDS]
-                out = client.decrypt(item.ciphertext, item.key_id, item.annotations)
-                assert out.plaintext == seeds[index % SEEDS]
-
-            def direct(index: int) -> None:
-                body = orjson.dumps(
-                    {
-                        "ciphertext": objects[index % SEEDS].ciphertext.decode(),
-                        "associated_data": aad,
-                    }
-                )
-                response = http.request("POST", url, body=body, headers=headers)
-                assert response.status == 200
-
-            codec = "pure Python" if args.no_extensions else "compiled (if built)"
-            print(
-                f"decrypt burst: {args.requests} requests, concurrency {args.concurrency}, "
-                f"provider workers {args.workers}, codec {codec}",
-                flush=True,
-            )
-            _run("warmup", via_plugin, min(500, args.requests), args.concurrency, 30)
-            plugin = _run("plugin", via_plugin, args.requests, args.concurrency, args.max_seconds)
-            base = _run("direct", direct, args.requests, args.concurrency, args.max_seconds)
-            print(
-                f"plugin/direct throughput ratio: {plugin['per_second'] / base['per_second']:.2f}"
-                f"   p50 overhead: {plugin['p50'] - base['p50']:+.2f} ms"
-            )
-            client.close()
-        finally:
-            provider.send_signal(signal.SIGTERM)
-            try:
-                provider.wait(20)
-            except subprocess.TimeoutExpired:
-                provider.kill()
-                provider.wait()
+        chart(result, args.chart)
+    print(f"wrote {args.output}" + (f" and {args.chart}" if args.chart else ""))
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Run: ``pytest benchmarks/test_codec_bench.py --benchmark-only``. Each per-request function is one
 benchmark group with a ``python`` and a ``cython`` entry, on inputs shaped like production traffic
-(a 32-byte DEK seed, the golden identity, real Transit response bodies).
+(a 32-byte DEK seed, the golden identity, real Transit response bodies, batches of 16 and 128).
+``docs/benchmarks.md`` describes the committed baseline and the ``--benchmark-compare`` workflow.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import pytest
 
 from bao_kms._codec import NO_EXTENSIONS  # the selector's own reading of the variable
 from bao_kms._proto import api_pb2
+
+#: the group whose python/cython ratio the regression check holds (check_ratios.py reads it)
+VALIDATION_GROUP = "decrypt validation path"
 
 
 @pytest.fixture(
@@ -133,3 +137,49 @@ def test_parse_decrypt_response(benchmark: Any, codec: ModuleType, inputs: dict[
 def test_parse_key_id(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
     benchmark.group = "parse_key_id"
     assert len(benchmark(codec.parse_key_id, inputs["key_id"])) == 32
+
+
+def _batch(inputs: dict[str, Any], size: int) -> list[tuple[bytes, str]]:
+    base = inputs["ciphertext"][:-8]
+    return [(base + b"%08d" % n, inputs["associated_data"]) for n in range(size)]
+
+
+@pytest.mark.parametrize("size", [16, 128])
+def test_decrypt_batch_request_body(
+    benchmark: Any, codec: ModuleType, inputs: dict[str, Any], size: int
+) -> None:
+    benchmark.group = f"decrypt_batch_request_body ({size} items)"
+    body = benchmark(codec.decrypt_batch_request_body, _batch(inputs, size))
+    assert len(json.loads(body)["batch_input"]) == size
+
+
+@pytest.mark.parametrize("size", [16, 128])
+def test_parse_decrypt_batch_response(
+    benchmark: Any, codec: ModuleType, inputs: dict[str, Any], size: int
+) -> None:
+    """A real OpenBao 2.7 batch answer: each result carries an empty ``reference``."""
+    benchmark.group = f"parse_decrypt_batch_response ({size} items)"
+    plaintext = json.loads(inputs["decrypt_response"])["data"]["plaintext"]
+    results = [{"plaintext": plaintext, "reference": ""}] * size
+    body = json.dumps({"request_id": "x", "data": {"batch_results": results}}).encode()
+    assert benchmark(codec.parse_decrypt_batch_response, body, size) == [bytes(range(32))] * size
+
+
+def test_decrypt_validation_path(benchmark: Any, codec: ModuleType, inputs: dict[str, Any]) -> None:
+    """Everything the codec does for one Decrypt before OpenBao answers, on the request's own
+    protobuf map: key_id parse, annotation match, ciphertext version check, the request body.
+    The compiled/pure ratio of this group is the machine-independent number
+    ``benchmarks/check_ratios.py`` holds against the baseline."""
+    benchmark.group = VALIDATION_GROUP
+    request = api_pb2.DecryptRequest(
+        ciphertext=inputs["ciphertext"], key_id=inputs["key_id"], annotations=inputs["annotations"]
+    )
+    expected, aad = inputs["expected"], inputs["associated_data"]
+
+    def validate() -> bytes:
+        codec.parse_key_id(request.key_id)
+        codec.match_annotations(request.annotations, expected)
+        codec.check_ciphertext_version(request.ciphertext, 3)
+        return codec.decrypt_request_body(request.ciphertext, aad)
+
+    assert benchmark(validate).startswith(b'{"ciphertext":')

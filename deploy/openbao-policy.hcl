@@ -12,3 +12,9 @@ path "transit/keys/kms" {
 path "transit/config/keys" {
   capabilities = ["read"]
 }
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}

@@ -7,6 +7,7 @@ to 107 bytes, which pytest's tmp_path can exceed).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,6 +23,11 @@ from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.manifests import openbao_policy
 from bao_kms.openbao import make_pool
 from bao_kms.provider import Provider
+
+# Every provider a test starts as a process (serve, dev) listens for /live, /ready, /metrics
+# on a free port, never on the default 127.0.0.1:8787 another test run may hold.
+os.environ.setdefault("BAO_KMS_HEALTH_ADDRESS", "127.0.0.1:0")
+os.environ.setdefault("BAO_KMS_METRICS_ADDRESS", "127.0.0.1:0")
 
 
 @pytest.fixture

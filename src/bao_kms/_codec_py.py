@@ -8,11 +8,12 @@ It covers the v1 wire formats (DESIGN §3) and the Transit bodies on the request
   annotations that let Decrypt validate a request and rebuild its AAD before calling OpenBao;
 * ``canonical_aad`` / ``transit_aad`` — the AAD bytes and their Transit (padded base64) form;
 * ``parse_ciphertext_version`` / ``check_ciphertext_version`` — the ``vault:vN:`` prefix;
-* ``encrypt_request_body`` / ``decrypt_request_body`` and the two response parsers.
+* ``encrypt_request_body`` / ``decrypt_request_body`` and the two response parsers;
+* ``decrypt_batch_request_body`` / ``parse_decrypt_batch_response``: Transit ``batch_input``.
 
-The compiled twin re-implements only what runs per request (``parse_key_id``, the annotation
-parse and match, the ciphertext version checks, the bodies and response parsers) and imports the
-rest from here: constants, and what runs once per key version (``hash_label``,
+The compiled twin re-implements only what runs per request (``parse_key_id``, the annotation parse
+and match, the ciphertext version checks, the bodies and response parsers, single and batch) and
+imports the rest from here: constants, and what runs once per key version (``hash_label``,
 ``derive_key_id``, ``build_annotations``, ``canonical_aad``, ``transit_aad``). What its fast paths
 do not accept they hand to the functions here, so every message and exception comes from this
 module; ``tests/codec/test_codec_parity.py`` holds the twins to the same results on randomized
@@ -25,7 +26,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -338,16 +339,53 @@ def parse_encrypt_response(body: bytes) -> tuple[bytes, int]:
     return encoded, version
 
 
-def parse_decrypt_response(body: bytes) -> bytes:
-    """The plaintext bytes from a Transit decrypt response."""
-    data = response_data(body, "Transit decrypt")
-    plaintext = data.get("plaintext")
+def _plaintext(plaintext: object, what: str) -> bytes:
     if not isinstance(plaintext, str) or not plaintext or not plaintext.isascii():
-        raise OpenBaoBadResponse("Transit decrypt response has no plaintext string")
+        raise OpenBaoBadResponse(f"{what} response has no plaintext string")
     try:
         return binascii.a2b_base64(plaintext.encode("ascii"), strict_mode=True)
     except binascii.Error:
-        raise OpenBaoBadResponse("Transit decrypt response plaintext is not base64") from None
+        raise OpenBaoBadResponse(f"{what} response plaintext is not base64") from None
+
+
+def parse_decrypt_response(body: bytes) -> bytes:
+    """The plaintext bytes from a Transit decrypt response."""
+    return _plaintext(response_data(body, "Transit decrypt").get("plaintext"), "Transit decrypt")
+
+
+def decrypt_batch_request_body(items: Sequence[tuple[bytes, str]]) -> bytes:
+    """JSON body for ``POST transit/decrypt/<key>`` with one ``batch_input`` entry per
+    (ciphertext, associated_data) pair, in order; ciphertexts must already be checked."""
+    # No "reference" fields: results come back in input order, and each would cost two more
+    # of the JSON strings OpenBao allows a body (1000 in 2.7: 249 items of four strings).
+    if not items:
+        raise ValueError("a Transit batch needs at least one item")
+    batch = [{"ciphertext": c.decode("ascii"), "associated_data": ad} for c, ad in items]
+    return orjson.dumps({"batch_input": batch})
+
+
+def parse_decrypt_batch_response(body: bytes, count: int) -> list[bytes | str]:
+    """Each item's outcome from a Transit batch decrypt response, in input order: its plaintext
+    bytes, or (a ``str``) OpenBao's error text for that item alone, to classify, never to show.
+
+    OpenBao answers HTTP 400 with every item's result when any item fails: read it like a 200.
+    """
+    what = "Transit batch decrypt"
+    results = response_data(body, what).get("batch_results")
+    if not isinstance(results, list) or len(results) != count:
+        raise OpenBaoBadResponse(f"{what} response has not one result per item")
+    outcomes: list[bytes | str] = []
+    for result in results:
+        if not isinstance(result, dict):
+            raise OpenBaoBadResponse(f"{what} result is not an object")
+        error = result.get("error")  # omitted on success
+        if error is None:
+            outcomes.append(_plaintext(result.get("plaintext"), what))
+        elif isinstance(error, str) and error:
+            outcomes.append(error)
+        else:
+            raise OpenBaoBadResponse(f"{what} result has an unreadable error")
+    return outcomes
 
 
 # Read by the compiled twin too. The namespace hash is last: both skip it when it is absent.
@@ -376,6 +414,7 @@ __all__ = [
     "build_annotations",
     "canonical_aad",
     "check_ciphertext_version",
+    "decrypt_batch_request_body",
     "decrypt_request_body",
     "derive_key_id",
     "encrypt_request_body",
@@ -383,6 +422,7 @@ __all__ = [
     "match_annotations",
     "parse_annotations",
     "parse_ciphertext_version",
+    "parse_decrypt_batch_response",
     "parse_decrypt_response",
     "parse_encrypt_response",
     "parse_key_id",

@@ -20,6 +20,11 @@ class KmsError(Exception):
     #: short, stable, secret-free word for logs and metrics labels; a :class:`Reason` member
     #: when a probe that meets this error reports it as a Status reason
     reason: str = "error"
+    #: which class of OpenBao answer produced this error (``bao_kms.openbao.answers.Answer``,
+    #: set by the classifier); "" for errors that did not come from an OpenBao answer
+    error_class: str = ""
+    #: OpenBao's ``request_id`` for the answer, when its body carried one (logs only)
+    openbao_request_id: str = ""
 
 
 # --- the request is wrong (INVALID_ARGUMENT) -------------------------------------------------
@@ -29,6 +34,12 @@ class InvalidRequest(KmsError):
     """A request field is empty, oversized or malformed."""
 
     reason = "invalid_request"
+
+
+class MalformedRequest(InvalidRequest):
+    """The request's bytes are not a valid protobuf message of its type (or there were none)."""
+
+    reason = "malformed_request"
 
 
 class MalformedKeyId(InvalidRequest):
@@ -64,6 +75,13 @@ class UnknownKeyId(KmsError):
     reason = "unknown_key_id"
 
 
+class KeyIdNotChecked(KmsError):
+    """An unknown key_id that could not be checked against OpenBao now (lookups are
+    rate-limited): not a definite NOT_FOUND, so the caller may retry."""
+
+    reason = "key_id_not_checked"
+
+
 # --- the provider cannot encrypt right now (FAILED_PRECONDITION) -------------------------------
 
 
@@ -71,6 +89,14 @@ class NotReady(KmsError):
     """Encrypt refused: the provider is unhealthy or its status is stale."""
 
     reason = "not_ready"
+    #: the Status reasons that made it refuse (logged as the cause, not "not_ready")
+    reasons: tuple[str, ...] = ()
+
+
+class KeyVersionWithdrawn(KmsError):
+    """Decrypt refused: the key_id names a version the operator withdrew (retire-versions)."""
+
+    reason = "key_version_withdrawn"
 
 
 # --- too much work (RESOURCE_EXHAUSTED) --------------------------------------------------------
@@ -115,6 +141,18 @@ class OpenBaoBadResponse(OpenBaoUnavailable):
     reason = "openbao_bad_response"
 
 
+class OpenBaoTlsUntrusted(OpenBaoUnavailable):
+    """OpenBao's TLS certificate failed verification: unknown CA, expired, wrong name."""
+
+    reason = Reason.OPENBAO_TLS_UNTRUSTED
+
+
+class OpenBaoRedirected(OpenBaoUnavailable):
+    """An address answered with a redirect, which is never followed."""
+
+    reason = Reason.OPENBAO_REDIRECT_REFUSED
+
+
 class OpenBaoRejected(OpenBaoError):
     """OpenBao refused the request for a reason other than auth (a 4xx)."""
 
@@ -131,6 +169,18 @@ class OpenBaoPermissionDenied(OpenBaoError):
     """OpenBao's policy does not allow the call."""
 
     reason = Reason.OPENBAO_PERMISSION_DENIED
+
+
+class AuthCredentialInvalid(OpenBaoUnauthenticated):
+    """A credential file is missing, unsafe, empty, malformed or expired: no token to send."""
+
+    reason = Reason.AUTH_CREDENTIAL_INVALID
+
+
+class AuthLoginRefused(OpenBaoUnauthenticated):
+    """OpenBao refused the login with the configured credential."""
+
+    reason = Reason.AUTH_LOGIN_REFUSED
 
 
 class DeadlineExceeded(KmsError):
@@ -151,10 +201,16 @@ class SocketError(Exception):
 
 
 # The one table. Order matters: the first matching class wins, so subclasses come first.
+# Two codes never come from it, because the provider's code never runs for those calls:
+# RESOURCE_EXHAUSTED from grpcio itself for a message over the receive limit
+# (api.service.MAX_REQUEST_BYTES) or beyond maxConcurrentRequests, and CANCELLED for a call
+# whose request message did not arrive within api.receive.RECEIVE_TIMEOUT.
 _GRPC_CODES: tuple[tuple[type[KmsError], grpc.StatusCode], ...] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (UnknownKeyId, grpc.StatusCode.NOT_FOUND),
+    (KeyIdNotChecked, grpc.StatusCode.UNAVAILABLE),
     (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
+    (KeyVersionWithdrawn, grpc.StatusCode.FAILED_PRECONDITION),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (OpenBaoUnauthenticated, grpc.StatusCode.UNAUTHENTICATED),

@@ -1,13 +1,18 @@
 """JSON-lines logging with stable field names.
 
-Each record is one JSON object: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``msg`` and any
-fields passed through ``extra=``. Call sites pass only secret-free values (reason words, codes,
-key_ids, versions, counts); this module adds nothing from the request. Exceptions are logged as
-their class and stack frames, never their message, which for a bug could quote a value.
+Each record is one JSON object: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``event`` (a
+stable snake_case name when the call site gives one, else the message), ``msg`` and any fields
+passed through ``extra=``. The fields the provider uses keep one spelling everywhere: ``rpc``,
+``code``, ``reason``, ``duration_ms``, ``key_id_hash`` (:func:`short_hash`, never a key_id),
+``error_class`` (the OpenBao answer table's word), ``openbao_request_id``. Call sites pass only
+secret-free values (reason words, codes, hashes, versions, counts); this module adds nothing
+from the request. Exceptions are logged as their class and stack frames, never their message,
+which for a bug could quote a value.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import threading
@@ -32,18 +37,28 @@ class JsonFormatter(logging.Formatter):
             for key, value in record.__dict__.items()
             if key not in _STANDARD_ATTRS and not key.startswith("_")
         }
+        message = record.getMessage()
+        event = extras.pop("event", None)
         # the fixed fields go last so no extra= can overwrite them
         entry = extras | {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "event": event if isinstance(event, str) and event else message,
+            "msg": message,
         }
         if record.exc_info and record.exc_info[0] is not None:
             entry["error_type"] = record.exc_info[0].__name__
             entry["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
         return orjson.dumps(entry, default=str).decode("utf-8")
+
+
+def short_hash(value: str | bytes) -> str:
+    """12 hex digits of SHA-256: enough to tell key_ids apart in logs and metric labels,
+    never the value itself."""
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 class LogThrottle:

@@ -74,10 +74,18 @@ def provider_document(
     status: dict[str, str] | None = None,
     ca_file: Path | None = None,
     server_settings: dict[str, Any] | None = None,
+    openbao_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "server": {"socketPath": str(socket_path), "gracePeriod": "5s", **(server_settings or {})},
-        "openbao": {"addresses": [server.address], "timeout": "2s"},
+        "server": {
+            "socketPath": str(socket_path),
+            "gracePeriod": "5s",
+            # a free port each: providers (and other test runs) must not share /live
+            "healthAddress": "127.0.0.1:0",
+            "metricsAddress": "127.0.0.1:0",
+            **(server_settings or {}),
+        },
+        "openbao": {"addresses": [server.address], "timeout": "2s", **(openbao_settings or {})},
         "auth": {"method": "token", "token": {"file": str(token_file)}},
         "identity": identity or GOLDEN_IDENTITY,
         "transit": {"mountPath": mount, "keyName": key},
@@ -86,6 +94,9 @@ def provider_document(
     }
     if ca_file is not None:
         document["openbao"]["caFile"] = str(ca_file)
+    if server.address.startswith("http://"):
+        # the test server on loopback speaks plain http, which a config must opt into
+        document["openbao"]["allowInsecureHttp"] = True
     return document
 
 

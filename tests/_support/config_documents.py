@@ -51,6 +51,8 @@ def full() -> dict[str, Any]:
         },
         transit={"mountPath": "kms/transit", "keyName": "apiserver"},
         status={"probeInterval": "10s", "deepProbeInterval": "5m", "maxStaleness": "1m"},
+        rotation={"stableObservations": 5, "activationDelay": "10m"},
+        state={"path": "/var/lib/openbao-kms/key-registry.json"},
         logging={"level": "debug"},
     )
     document["openbao"].update(caFile="/etc/ca.pem", namespace="team-a", timeout="500ms")

@@ -39,6 +39,8 @@ COMPILED = frozenset(
         "decrypt_request_body",
         "parse_encrypt_response",
         "parse_decrypt_response",
+        "decrypt_batch_request_body",
+        "parse_decrypt_batch_response",
     }
 )
 
@@ -71,6 +73,9 @@ def traffic(request: pytest.FixtureRequest, py_codec: ModuleType) -> list[tuple[
     seed = bytes(range(32))
     encrypted = {"data": {"ciphertext": ciphertext.decode(), "key_version": 3}}
     decrypted = {"data": {"plaintext": base64.b64encode(seed).decode()}}
+    batch = [(ciphertext, associated_data), (ciphertext[:-4] + b"AAAA", associated_data)]
+    plaintext = {"plaintext": base64.b64encode(seed).decode(), "reference": ""}
+    batch_decrypted = {"data": {"batch_results": [plaintext, plaintext]}}
     return [
         ("parse_key_id", (key_id,)),
         ("parse_annotations", (container,)),
@@ -83,6 +88,8 @@ def traffic(request: pytest.FixtureRequest, py_codec: ModuleType) -> list[tuple[
         ("decrypt_request_body", (ciphertext, associated_data)),
         ("parse_encrypt_response", (orjson.dumps(encrypted),)),
         ("parse_decrypt_response", (orjson.dumps(decrypted),)),
+        ("decrypt_batch_request_body", (batch,)),
+        ("parse_decrypt_batch_response", (orjson.dumps(batch_decrypted), 2)),
     ]
 
 

@@ -72,6 +72,7 @@ def test_sigterm_drains_in_flight_calls_then_removes_the_socket(socket_dir):
         server.setup_transit()
         token_file = socket_dir / "token"
         token_file.write_text(server.create_token(openbao_policy("transit", "kms")))
+        token_file.chmod(0o600)  # the provider refuses credential files others can read
         socket_path = socket_dir / "kms.sock"
         document = provider_document(server, token_file, socket_path)
         document["openbao"]["timeout"] = "10s"

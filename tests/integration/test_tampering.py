@@ -135,7 +135,10 @@ def test_unknown_key_id_is_not_found_after_exactly_one_refresh(start_provider):
     call = lambda: running.client.decrypt(encrypted.ciphertext, other.key_id, other.annotations)  # noqa: E731
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(lambda _: _code(call), range(64)))
-    assert set(codes) == {grpc.StatusCode.NOT_FOUND}
+    # NOT_FOUND only for calls the shared refresh answered; calls arriving after it, inside
+    # the rate limit, were not checked and get UNAVAILABLE (retry), never a definite NOT_FOUND
+    assert grpc.StatusCode.NOT_FOUND in codes
+    assert set(codes) <= {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE}
     assert running.pool.count("decrypt") == running.pool.count("encrypt") == 0
     assert running.pool.count("transit/keys/kms") == 1  # one shared refresh for the burst
 

@@ -34,5 +34,5 @@ def test_unknown_ca_is_refused(start_provider, tls_openbao):
     """Without the dev CA the certificate cannot be verified: never healthy, never bypassed."""
     running = start_provider(server=tls_openbao, wait=False)
     status = wait_for(lambda: (s := running.client.status()).healthz != "not_probed_yet" and s)
-    assert status.healthz == "openbao_unavailable"
+    assert status.healthz == "openbao_tls_untrusted"
     assert status.key_id == ""

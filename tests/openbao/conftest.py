@@ -23,6 +23,7 @@ def clock() -> FakeClock:
 def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
+    path.chmod(0o600)  # the provider refuses credential files others can read
     return path
 
 

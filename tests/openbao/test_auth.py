@@ -1,4 +1,6 @@
-"""TokenFileAuth: caching, change detection by (inode, size, mtime), failures."""
+"""TokenFileAuth: caching, change detection by (inode, size, mtime), failures.
+
+Renewal of the token it reads is in ``test_auth_token_file_renewal.py``."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import pytest
 
 from _support import FakeClock
 from _support.leaks import NEW_TOKEN, TOKEN, expect_error
-from bao_kms.errors import OpenBaoUnauthenticated
+from _support.log_records import records_of
+from bao_kms.errors import AuthCredentialInvalid
 from bao_kms.openbao import TokenFileAuth
+from bao_kms.openbao.auth import credentials
 from bao_kms.openbao.auth import token_file as auth_module
 
 pytestmark = pytest.mark.timeout(30)
@@ -23,6 +27,7 @@ def replace_file(path: Path, text: str) -> None:
     """Atomic replace, the way agents and projected volumes rotate a token."""
     temporary = path.with_suffix(".new")
     temporary.write_text(text)
+    temporary.chmod(0o600)
     os.replace(temporary, path)
 
 
@@ -126,29 +131,28 @@ def test_refresh_forces_a_read_and_reports_change(
     assert len(loads) == 4
 
 
-def test_missing_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "no-such-token"
-    caplog.set_level(logging.WARNING)
-    error = expect_error(OpenBaoUnauthenticated, TokenFileAuth(path).token)
-    assert str(error) == "OpenBao token file cannot be read"
+    with records_of("bao_kms.openbao.auth", logging.WARNING) as records:
+        error = expect_error(AuthCredentialInvalid, TokenFileAuth(path).token)
+    assert str(error) == "OpenBao token file does not exist"
     assert str(path) not in str(error)
-    assert [r.path for r in caplog.records] == [str(path)]  # the operator learns which file
+    assert [r.path for r in records] == [str(path)]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("content", ["", "\n", "   \t\r\n"])
 def test_empty_file(token_file: Path, content: str) -> None:
     token_file.write_text(content)
-    error = expect_error(OpenBaoUnauthenticated, TokenFileAuth(token_file).token)
-    assert str(error) == "OpenBao token file cannot be read"
+    error = expect_error(AuthCredentialInvalid, TokenFileAuth(token_file).token)
+    assert str(error) == "OpenBao token file is empty"
 
 
 @pytest.mark.parametrize("content", [f"{TOKEN} extra", f"{TOKEN}\n{TOKEN}", "tok\x00en", "tökén"])
-def test_file_that_is_not_one_token(
-    token_file: Path, content: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_file_that_is_not_one_token(token_file: Path, content: str) -> None:
     token_file.write_text(content)
-    expect_error(OpenBaoUnauthenticated, TokenFileAuth(token_file).token)
-    assert TOKEN not in caplog.text
+    with records_of("bao_kms") as records:
+        expect_error(AuthCredentialInvalid, TokenFileAuth(token_file).token)
+    assert records and all(TOKEN not in repr(r.__dict__) for r in records)
 
 
 def test_unreadable_file(token_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,11 +162,11 @@ def test_unreadable_file(token_file: Path, monkeypatch: pytest.MonkeyPatch) -> N
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(auth_module.os, "open", refuse)
-    expect_error(OpenBaoUnauthenticated, TokenFileAuth(token_file).token)
+    expect_error(AuthCredentialInvalid, TokenFileAuth(token_file).token)
 
 
 def test_directory_instead_of_file(tmp_path: Path) -> None:
-    expect_error(OpenBaoUnauthenticated, TokenFileAuth(tmp_path).token)
+    expect_error(AuthCredentialInvalid, TokenFileAuth(tmp_path).token)
 
 
 def test_file_removed_then_restored(token_file: Path, clock: FakeClock) -> None:
@@ -170,17 +174,18 @@ def test_file_removed_then_restored(token_file: Path, clock: FakeClock) -> None:
     assert auth.token() == TOKEN
     token_file.unlink()
     clock.advance(1.0)
-    expect_error(OpenBaoUnauthenticated, auth.token)
+    expect_error(AuthCredentialInvalid, auth.token)
     # A failure is not cached as a good check: the very next call looks again.
-    expect_error(OpenBaoUnauthenticated, auth.token)
-    expect_error(OpenBaoUnauthenticated, auth.refresh)
+    expect_error(AuthCredentialInvalid, auth.token)
+    expect_error(AuthCredentialInvalid, auth.refresh)
     token_file.write_text(NEW_TOKEN)
+    token_file.chmod(0o600)
     assert auth.token() == NEW_TOKEN
 
 
 def test_oversized_file(token_file: Path) -> None:
-    token_file.write_bytes(b"a" * (auth_module.MAX_TOKEN_FILE_BYTES + 10))
-    expect_error(OpenBaoUnauthenticated, TokenFileAuth(token_file).token)
+    token_file.write_bytes(b"a" * (credentials.MAX_CREDENTIAL_BYTES + 10))
+    expect_error(AuthCredentialInvalid, TokenFileAuth(token_file).token)
 
 
 def test_concurrent_callers_see_old_or_new_token(token_file: Path) -> None:

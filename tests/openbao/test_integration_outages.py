@@ -17,7 +17,12 @@ import pytest
 from _support.fake_openbao import RefusingAddress
 from _support.leaks import expect_error
 from _support.openbao_servers import RaftOpenBao, TlsDevOpenBao
-from bao_kms.errors import OpenBaoRejected, OpenBaoSealed, OpenBaoUnavailable
+from bao_kms.errors import (
+    OpenBaoRejected,
+    OpenBaoSealed,
+    OpenBaoTlsUntrusted,
+    OpenBaoUnavailable,
+)
 from bao_kms.openbao import TokenFileAuth, TransitClient, Transport, make_pool
 from bao_kms.openbao.breaker import CircuitBreaker, CircuitOpen
 
@@ -29,6 +34,7 @@ AAD = base64.b64encode(b'{"aad_version":"v1"}').decode()
 def token_file(directory: Path, token: str) -> Path:
     path = directory / "token"
     path.write_text(token)
+    path.chmod(0o600)  # the provider refuses credential files others can read
     return path
 
 
@@ -61,10 +67,10 @@ def test_tls_without_the_ca_file_fails(tls_bao: TlsDevOpenBao, tmp_path: Path) -
         auth = TokenFileAuth(token_file(tmp_path, tls_bao.root_token))
         client = TransitClient(Transport([tls_bao.address], auth, pool=pool), "transit", "kms")
         error = expect_error(
-            OpenBaoUnavailable, client.read_key, secrets=(tls_bao.root_token, "kms", "transit")
+            OpenBaoTlsUntrusted, client.read_key, secrets=(tls_bao.root_token, "kms", "transit")
         )
         assert "TLS" in str(error)
-        expect_error(OpenBaoUnavailable, client.health)
+        expect_error(OpenBaoTlsUntrusted, client.health)
     finally:
         pool.clear()
 

@@ -23,6 +23,7 @@ from bao_kms.errors import (
     InvalidCiphertext,
     OpenBaoPermissionDenied,
     OpenBaoRejected,
+    OpenBaoUnauthenticated,
 )
 from bao_kms.openbao import KeyMetadata, TokenFileAuth, TransitClient, Transport, make_pool
 
@@ -53,6 +54,7 @@ def write_token(tmp_path: Path) -> Callable[[str], Path]:
     def write(token: str) -> Path:
         path = tmp_path / f"token-{secrets.token_hex(4)}"
         path.write_text(token + "\n")
+        path.chmod(0o600)  # the provider refuses credential files others can read
         return path
 
     return write
@@ -246,8 +248,10 @@ def test_invalid_token_is_403_and_a_rotated_file_recovers(
     # A clock that never moves: only the 403-triggered refresh can notice the new file.
     auth = TokenFileAuth(path, clock=FakeClock())
     client = TransitClient(Transport([bao.address], auth, pool=real_pool), "transit", "kms")
-    # OpenBao answers an unknown token with 403 "permission denied", not 401.
-    expect_error(OpenBaoPermissionDenied, client.read_key, secrets=secrets_of(bao, bogus))
+    # OpenBao answers an unknown token with 403 "permission denied", not 401; lookup-self
+    # refuses it too, so the provider reports the token, not the policy.
+    error = expect_error(OpenBaoUnauthenticated, client.read_key, secrets=secrets_of(bao, bogus))
+    assert error.reason == "openbao_token_rejected" and error.error_class == "token_rejected"
     path.write_text(bao.root_token)
     assert client.read_key().latest_version >= 1
     assert auth.token() == bao.root_token

@@ -20,12 +20,14 @@ import urllib3
 from _support.fake_openbao import FakeBao, RefusingAddress, Reply, Seen, errors_body
 from _support.leaks import KEY, MOUNT, NEW_TOKEN, SERVER_TEXT, TOKEN, expect_error
 from bao_kms.errors import (
+    AuthCredentialInvalid,
     ConfigError,
     DeadlineExceeded,
     InvalidCiphertext,
     KmsError,
     OpenBaoBadResponse,
     OpenBaoPermissionDenied,
+    OpenBaoRedirected,
     OpenBaoRejected,
     OpenBaoSealed,
     OpenBaoUnauthenticated,
@@ -42,6 +44,7 @@ MakeTransport = Callable[..., Transport]
 def replace_token(path: Path, token: str) -> None:
     temporary = path.with_suffix(".new")
     temporary.write_text(token)
+    temporary.chmod(0o600)  # the provider refuses credential files others can read
     os.replace(temporary, path)
 
 
@@ -83,7 +86,7 @@ def test_anonymous_request_does_not_need_the_token_file(
 ) -> None:
     transport = make_transport(fake.address, auth=TokenFileAuth(tmp_path / "missing"))
     assert transport.request("GET", "sys/health", anonymous=True) == b"{}"
-    expect_error(OpenBaoUnauthenticated, transport.request, "GET", "sys/x")
+    expect_error(AuthCredentialInvalid, transport.request, "GET", "sys/x")
     assert len(fake.requests) == 1
 
 
@@ -102,7 +105,7 @@ def test_redirect_is_not_followed(
 ) -> None:
     with FakeBao() as target:
         fake.reply(Reply(status, b"", headers={"Location": f"{target.address}/v1/{PATH}"}))
-        error = expect_error(OpenBaoBadResponse, make_transport(fake.address).request, "GET", PATH)
+        error = expect_error(OpenBaoRedirected, make_transport(fake.address).request, "GET", PATH)
         assert str(status) in str(error)
         assert len(target.requests) == 0
         assert len(fake.requests) == 1
@@ -137,7 +140,7 @@ def test_classifier_only_applies_to_400(fake: FakeBao, make_transport: MakeTrans
     expect_error(OpenBaoRejected, transport.request, "GET", PATH, classify_400=classify)
 
 
-@pytest.mark.parametrize("status", [404, 405, 409, 412, 413, 422, 499])
+@pytest.mark.parametrize("status", [404, 405, 409, 413, 422, 499])
 def test_other_4xx_are_rejected(status: int, fake: FakeBao, make_transport: MakeTransport) -> None:
     fake.reply(Reply(status, errors_body(SERVER_TEXT)))
     error = expect_error(OpenBaoRejected, make_transport(fake.address).request, "GET", PATH)
@@ -201,16 +204,31 @@ def test_unexpected_status_is_a_bad_response(fake: FakeBao, make_transport: Make
 # --- 401/403: one token re-read per request --------------------------------------------------
 
 
+def policy_denies(status: int) -> Callable[[Seen], Reply]:
+    """*status* for PATH; ``lookup-self`` accepts the token (so a 403 is the policy's)."""
+
+    def answer(seen: Seen) -> Reply:
+        if seen.path.endswith("auth/token/lookup-self"):
+            return Reply(200, {"data": {"ttl": 3600}})
+        return Reply(status, errors_body("permission denied"))
+
+    return answer
+
+
+def to_path(fake: FakeBao) -> list[Seen]:
+    return [seen for seen in fake.requests if not seen.path.endswith("lookup-self")]
+
+
 @pytest.mark.parametrize(
     ("status", "cls"), [(401, OpenBaoUnauthenticated), (403, OpenBaoPermissionDenied)]
 )
 def test_auth_failure_with_unchanged_token_is_not_retried(
     status: int, cls: type[KmsError], fake: FakeBao, make_transport: MakeTransport
 ) -> None:
-    fake.reply(Reply(status, errors_body("permission denied")))
+    fake.reply_with(policy_denies(status))
     error = expect_error(cls, make_transport(fake.address).request, "GET", PATH)
     assert str(status) in str(error)
-    assert len(fake.requests) == 1
+    assert len(to_path(fake)) == 1
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -234,13 +252,15 @@ def test_auth_failure_after_the_retry_is_final(
     tokens = iter([NEW_TOKEN, TOKEN, NEW_TOKEN])
 
     def answer(seen: Seen) -> Reply:
+        if seen.path.endswith("auth/token/lookup-self"):
+            return Reply(200, {"data": {"ttl": 3600}})
         replace_token(token_file, next(tokens))  # the file changes every time
         return Reply(403, errors_body("permission denied"))
 
     fake.reply_with(answer)
     transport = make_transport(fake.address)
     expect_error(OpenBaoPermissionDenied, transport.request, "GET", PATH)
-    assert len(fake.requests) == 2
+    assert len(to_path(fake)) == 2
 
 
 def test_token_file_gone_on_refresh(
@@ -251,8 +271,8 @@ def test_token_file_gone_on_refresh(
         return Reply(401, errors_body("permission denied"))
 
     fake.reply_with(answer)
-    error = expect_error(OpenBaoUnauthenticated, make_transport(fake.address).request, "GET", PATH)
-    assert str(error) == "OpenBao token file cannot be read"
+    error = expect_error(AuthCredentialInvalid, make_transport(fake.address).request, "GET", PATH)
+    assert str(error) == "OpenBao token file does not exist"
     assert len(fake.requests) == 1
 
 
@@ -344,7 +364,7 @@ def test_failover_past_a_refused_address_and_remember(
     [
         Reply(503, errors_body("Vault is sealed")),
         Reply(502, b"bad gateway"),
-        Reply(429, b"{}"),
+        Reply(412, b"{}"),
         Reply(307, b"", headers={"Location": "http://127.0.0.1:1/"}),
     ],
 )
@@ -361,15 +381,21 @@ def test_failover_on_unavailable_answers(failure: Reply, make_transport: MakeTra
 
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [(400, OpenBaoRejected), (403, OpenBaoPermissionDenied), (404, OpenBaoRejected)],
+    [
+        (400, OpenBaoRejected),
+        (403, OpenBaoPermissionDenied),
+        (404, OpenBaoRejected),
+        # a rate-limit quota is the cluster's: another node would refuse the same way
+        (429, OpenBaoUnavailable),
+    ],
 )
 def test_no_failover_on_4xx(
     status: int, cls: type[KmsError], make_transport: MakeTransport
 ) -> None:
     with FakeBao() as first, FakeBao() as second:
-        first.reply(Reply(status, errors_body(SERVER_TEXT)))
+        first.reply_with(policy_denies(status))
         expect_error(cls, make_transport(first.address, second.address).request, "GET", PATH)
-        assert len(first.requests) == 1
+        assert len(to_path(first)) == 1
         assert second.requests == []
 
 

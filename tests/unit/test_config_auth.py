@@ -1,6 +1,6 @@
 """The ``auth`` section (a discriminated union on ``method``) and the Auth it builds.
 
-Only ``token`` exists so far; the shape tests below hold for every method added later, so a
+The shape tests below hold for every method (``token``, ``approle``, ``jwt``, ``cert``), so a
 new method class that breaks the YAML contract (``method`` plus one block named after it)
 fails here and at import.
 """
@@ -16,7 +16,14 @@ from pydantic import BaseModel
 
 from _support import FakeClock
 from _support.config_documents import MARKER, minimal, refused, with_value, without
-from bao_kms.config import AuthMethod, Config, TokenAuth, TokenAuthConfig, parse_config
+from bao_kms.config import (
+    AuthMethod,
+    ClientCertificate,
+    Config,
+    TokenAuth,
+    TokenAuthConfig,
+    parse_config,
+)
 from bao_kms.openbao.auth import Auth, TokenFileAuth
 from bao_kms.openbao.auth.factory import build_auth
 
@@ -31,6 +38,28 @@ def _methods() -> dict[str, type[AuthMethod]]:
 #: one valid ``auth`` section per method; a new method must add its own
 EXAMPLES: dict[str, dict[str, Any]] = {
     "token": {"method": "token", "token": {"file": "/etc/bao-kms/token"}},
+    # the issue's YAML, verbatim
+    "approle": {
+        "method": "approle",
+        "approle": {
+            "mountPath": "approle",
+            "roleIdFile": "/etc/openbao-kms/role-id",
+            "secretIdFile": "/etc/openbao-kms/secret-id",
+        },
+    },
+    "jwt": {
+        "method": "jwt",
+        "jwt": {"mountPath": "jwt", "role": "kms", "tokenFile": "/var/run/openbao-kms/jwt"},
+    },
+    "cert": {
+        "method": "cert",
+        "cert": {
+            "mountPath": "cert",
+            "role": "kms",
+            "certFile": "/etc/openbao-kms/client.pem",
+            "keyFile": "/etc/openbao-kms/client-key.pem",
+        },
+    },
 }
 
 
@@ -86,7 +115,7 @@ def test_dumped_auth_names_its_method_and_loads_again() -> None:
 @pytest.mark.parametrize("method", ["kubernetes", f"{MARKER}", "", "Token", None, 5, [MARKER]])
 def test_unknown_method_lists_the_supported_ones_without_echoing(method: Any) -> None:
     message = refused(with_value("auth.method", method))
-    assert "auth.method: is not supported; must be one of: token" in message
+    assert "auth.method: is not supported; must be one of: token, approle, jwt, cert" in message
     assert MARKER not in message
 
 
@@ -103,7 +132,7 @@ def test_token_without_file_refused() -> None:
     ("path", "value", "expected"),
     [
         ("auth.token.file", 5, "auth.token.file:"),
-        ("auth.token.bogusKey", "x", "auth.token.bogusKey: unknown key"),
+        ("auth.token.bogusKey", "x", "auth.token: unknown key"),  # the key may be a secret
         ("auth.token", "/etc/token", "auth.token: must be a mapping"),
         ("auth.approle", {"roleIdFile": "/r"}, "auth.approle: unknown key"),
     ],
@@ -136,6 +165,7 @@ def test_build_auth_gives_an_auth_for_every_method(method: str) -> None:
 def test_build_auth_token_reads_the_configured_file_on_the_given_clock(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("s.first\n")
+    token_file.chmod(0o600)
     clock = FakeClock()
     config = parse_config(with_value("auth.token.file", str(token_file)))
     auth = build_auth(config.auth, clock=clock)
@@ -146,3 +176,84 @@ def test_build_auth_token_reads_the_configured_file_on_the_given_clock(tmp_path:
     assert auth.token() == "s.first"  # the stat is trusted until the injected clock moves
     clock.advance(5)
     assert auth.token() == "s.second-longer"
+
+
+@pytest.mark.parametrize("method", ["approle", "jwt", "cert"])
+def test_dumped_login_methods_load_again(method: str) -> None:
+    config = parse_config(with_value("auth", EXAMPLES[method]))
+    dumped = config.model_dump(mode="json", by_alias=True)
+    assert dumped["auth"] == EXAMPLES[method]
+    assert parse_config(dumped) == config
+
+
+def test_mount_paths_default_to_the_method_name() -> None:
+    for method in ("approle", "jwt", "cert"):
+        document = with_value("auth", EXAMPLES[method])
+        del document["auth"][method]["mountPath"]
+        block = getattr(parse_config(document).auth, method)
+        assert block.mount_path == method
+
+
+@pytest.mark.parametrize(
+    ("method", "missing"),
+    [
+        ("approle", "approle.roleIdFile, approle.secretIdFile"),
+        ("jwt", "jwt.role, jwt.tokenFile"),
+        ("cert", "cert.certFile, cert.keyFile"),
+    ],
+)
+def test_login_method_without_its_block_names_the_keys(method: str, missing: str) -> None:
+    assert f"auth: method {method} needs {missing}" in refused(
+        with_value("auth", {"method": method})
+    )
+
+
+def test_mount_path_is_a_plain_path() -> None:
+    document = with_value("auth", EXAMPLES["approle"])
+    document["auth"]["approle"]["mountPath"] = "../sys"
+    assert "auth.approle.mountPath" in refused(document)
+
+
+def test_cert_method_needs_https() -> None:
+    document = with_value("auth", EXAMPLES["cert"])
+    document["openbao"].update(addresses=["http://127.0.0.1:8200"], allowInsecureHttp=True)
+    assert "auth.method cert needs https://" in refused(document)
+
+
+def test_cert_method_and_a_second_client_certificate_refused() -> None:
+    document = with_value("auth", EXAMPLES["cert"])
+    document["openbao"].update(clientCertFile="/c.pem", clientKeyFile="/k.pem")
+    assert "leave openbao.clientCertFile unset" in refused(document)
+
+
+def test_client_certificate_and_key_come_together() -> None:
+    assert "given together" in refused(with_value("openbao.clientCertFile", "/c.pem"))
+    assert "given together" in refused(with_value("openbao.clientKeyFile", "/k.pem"))
+
+
+def test_tls_client_certificate_is_the_one_presented() -> None:
+    assert parse_config(minimal()).tls_client_certificate() is None
+    document = with_value("openbao.clientCertFile", "/c.pem")
+    document["openbao"]["clientKeyFile"] = "/k.pem"
+    assert parse_config(document).tls_client_certificate() == ClientCertificate(
+        "/c.pem", "/k.pem", "openbao.clientCertFile", "openbao.clientKeyFile"
+    )
+    cert = parse_config(with_value("auth", EXAMPLES["cert"]))
+    assert cert.tls_client_certificate() == ClientCertificate(
+        "/etc/openbao-kms/client.pem",
+        "/etc/openbao-kms/client-key.pem",
+        "auth.cert.certFile",  # start-up errors name the key the operator wrote
+        "auth.cert.keyFile",
+    )
+
+
+@pytest.mark.parametrize("name", ["bao.example.com", "bao", "openbao-0.openbao.svc."])
+def test_tls_server_name_accepts_dns_names(name: str) -> None:
+    assert parse_config(with_value("openbao.tlsServerName", name)).openbao.tls_server_name == name
+
+
+@pytest.mark.parametrize("name", ["bao example", "https://bao", "-bao", f"{MARKER}_x", ""])
+def test_tls_server_name_refuses_other_text_without_echoing(name: str) -> None:
+    message = refused(with_value("openbao.tlsServerName", name))
+    assert "openbao.tlsServerName: must be a DNS host name" in message
+    assert MARKER not in message

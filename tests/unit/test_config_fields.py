@@ -107,6 +107,7 @@ def test_model_level_check_names_the_dotted_field_path(path: str, value: str) ->
 )
 def test_address_accepted(given: str, kept: str) -> None:
     document = with_value("openbao.addresses", [given, "https://other:8200"])
+    document["openbao"]["allowInsecureHttp"] = True
     assert parse_config(document).openbao.addresses == [kept, "https://other:8200"]
 
 
@@ -240,12 +241,21 @@ def test_durations_are_bounded(path: str, value: str) -> None:
     assert path in message and "between" in message
 
 
-def test_plain_http_only_to_loopback() -> None:
-    for address in ("http://127.0.0.1:8200", "http://localhost:8200", "http://[::1]:8200"):
-        parse_config(with_value("openbao.addresses", [address]))
-    message = refused(with_value("openbao.addresses", ["http://bao.example.com:8200"]))
-    assert "openbao" in message and "clear text" in message
-    document = with_value("openbao.addresses", ["http://bao.example.com:8200"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://127.0.0.1:8200",
+        "http://localhost:8200",
+        "http://[::1]:8200",
+        "http://bao.example.com:8200",
+    ],
+)
+def test_plain_http_needs_allow_insecure_http_even_to_loopback(address: str) -> None:
+    """Whatever binds OpenBao's loopback port while OpenBao is down would get the token and
+    could answer Decrypt with any plaintext: plain http is the operator's explicit choice."""
+    message = refused(with_value("openbao.addresses", [address]))
+    assert "openbao" in message and "allowInsecureHttp" in message and "clear text" in message
+    document = with_value("openbao.addresses", [address])
     document["openbao"]["allowInsecureHttp"] = True
     assert parse_config(document).openbao.allow_insecure_http is True
 
@@ -275,5 +285,5 @@ def test_plain_http_check_is_not_fooled_by_spelling(address: str) -> None:
 
 
 @pytest.mark.parametrize("address", ["http://127.0.0.2:8200", "HTTP://[::1]:8200"])
-def test_real_loopback_addresses_may_use_plain_http(address: str) -> None:
-    parse_config(with_value("openbao.addresses", [address]))
+def test_plain_http_to_loopback_in_any_spelling_needs_the_flag(address: str) -> None:
+    assert "allowInsecureHttp" in refused(with_value("openbao.addresses", [address]))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from _support.config_documents import IDENTITY_FIELDS, full, minimal, refused, with_value
+from _support.config_documents import IDENTITY_FIELDS, MARKER, full, minimal, refused, with_value
 from bao_kms.config import DEFAULT_SOCKET, parse_config
 
 # --- the valid case -----------------------------------------------------------------------------
@@ -23,7 +23,7 @@ def test_minimal_document_gets_documented_defaults() -> None:
     assert config.server.socket_mode == 0o660
     assert config.server.socket_group is None
     assert config.server.grace_period == 10.0
-    assert config.server.workers == 16
+    assert config.server.workers == 64
     assert config.server.max_concurrent_requests == 1024
     assert config.openbao.addresses == ["https://bao.example.com:8200"]
     assert config.openbao.ca_file is None
@@ -66,15 +66,17 @@ def test_full_document_is_read_into_python_names() -> None:
     ["", "server", "openbao", "auth", "auth.token", "identity", "transit", "status", "logging"],
 )
 def test_unknown_key_is_refused_at_every_level(section: str) -> None:
-    path = f"{section}.bogusKey" if section else "bogusKey"
+    """The section is named, the unknown key is not: it could be a secret pasted as a key."""
+    path = f"{section}.{MARKER}Key" if section else f"{MARKER}Key"
     message = refused(with_value(path, "x"))
-    assert path in message
-    assert "unknown key" in message
+    assert f"{section or '(top level)'}: unknown key" in message
+    assert MARKER not in message
 
 
-def test_snake_case_key_is_refused_as_unknown() -> None:
+def test_snake_case_key_is_refused_as_unknown_with_a_suggestion() -> None:
     message = refused(with_value("server.socket_path", "/run/x/kms.sock"))
-    assert "server.socket_path" in message
+    assert "server: unknown key (did you mean socketPath?)" in message
+    assert "socket_path" not in message
 
 
 # --- wrong types --------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ def test_schema_has_camel_case_properties(schema: dict[str, Any]) -> None:
         "identity",
         "transit",
         "status",
+        "rotation",
+        "state",
         "logging",
     }
     assert set(schema["required"]) == {"openbao", "auth", "identity"}
@@ -129,7 +131,7 @@ def test_auth_is_a_discriminated_union_on_method(schema: dict[str, Any]) -> None
     auth = schema["properties"]["auth"]
     assert auth["discriminator"]["propertyName"] == "method"
     mapping = auth["discriminator"]["mapping"]
-    assert set(mapping) == {"token"}
+    assert set(mapping) == {"token", "approle", "jwt", "cert"}
     assert sorted(branch["$ref"] for branch in auth["oneOf"]) == sorted(mapping.values())
     for method, ref in mapping.items():
         branch = _resolve({"$ref": ref}, schema)

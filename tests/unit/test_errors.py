@@ -19,14 +19,20 @@ EXPECTED: dict[str, grpc.StatusCode] = {
     # empty / oversized field, malformed key_id, invalid or mismatched annotations,
     # Transit "message authentication failed"
     "InvalidRequest": Code.INVALID_ARGUMENT,
+    # request bytes that are not a protobuf message of the method's type
+    "MalformedRequest": Code.INVALID_ARGUMENT,
     "MalformedKeyId": Code.INVALID_ARGUMENT,
     "InvalidAnnotations": Code.INVALID_ARGUMENT,
     "InvalidCiphertext": Code.INVALID_ARGUMENT,
     "CiphertextAuthenticationFailed": Code.INVALID_ARGUMENT,
     # well-formed but unknown key_id
     "UnknownKeyId": Code.NOT_FOUND,
+    # an unknown key_id the rate-limited lookup did not check: retry, never a definite answer
+    "KeyIdNotChecked": Code.UNAVAILABLE,
     # Encrypt while unhealthy / stale
     "NotReady": Code.FAILED_PRECONDITION,
+    # Decrypt of a version withdrawn by retire-versions: the same answer in every process
+    "KeyVersionWithdrawn": Code.FAILED_PRECONDITION,
     # bounded queue full
     "Overloaded": Code.RESOURCE_EXHAUSTED,
     # OpenBao down, sealed, 5xx, TLS/connection error
@@ -35,9 +41,14 @@ EXPECTED: dict[str, grpc.StatusCode] = {
     "OpenBaoSealed": Code.UNAVAILABLE,
     "OpenBaoCircuitOpen": Code.UNAVAILABLE,
     "OpenBaoBadResponse": Code.UNAVAILABLE,
+    "OpenBaoTlsUntrusted": Code.UNAVAILABLE,
+    "OpenBaoRedirected": Code.UNAVAILABLE,
     # OpenBao 401 after one re-login / 403
     "OpenBaoUnauthenticated": Code.UNAUTHENTICATED,
     "OpenBaoPermissionDenied": Code.PERMISSION_DENIED,
+    # no token can be had: a bad credential file, or OpenBao refused the login
+    "AuthCredentialInvalid": Code.UNAUTHENTICATED,
+    "AuthLoginRefused": Code.UNAUTHENTICATED,
     # an unexpected 4xx: OpenBao's state is wrong, the caller cannot fix it by retrying
     # the same request differently (errors.py documents this choice)
     "OpenBaoRejected": Code.FAILED_PRECONDITION,
@@ -148,5 +159,9 @@ def test_openbao_states_that_status_reports_are_reason_members() -> None:
         errors.OpenBaoCircuitOpen,
         errors.OpenBaoUnauthenticated,
         errors.OpenBaoPermissionDenied,
+        errors.OpenBaoTlsUntrusted,
+        errors.OpenBaoRedirected,
+        errors.AuthCredentialInvalid,
+        errors.AuthLoginRefused,
     ):
         assert isinstance(cls.reason, Reason), cls.__name__

@@ -63,7 +63,8 @@ def test_one_json_object_per_line_with_stable_fields(stream: io.StringIO) -> Non
 def test_standard_record_attributes_are_not_dumped(stream: io.StringIO) -> None:
     logging.getLogger("bao_kms.test").info("plain")
     (entry,) = records(stream)
-    assert set(entry) == {"ts", "level", "logger", "msg"}
+    assert set(entry) == {"ts", "level", "logger", "event", "msg"}
+    assert entry["event"] == "plain"  # no event= given: the message stands in
 
 
 def test_message_with_newline_stays_on_one_line(stream: io.StringIO) -> None:

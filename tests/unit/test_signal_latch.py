@@ -40,8 +40,8 @@ def test_a_signal_landing_inside_the_handler_does_not_deadlock():
     assert latch.received == signal.SIGTERM
 
 
-def test_sighup_stops_like_sigterm_and_sigint():
-    assert set(STOP_SIGNALS) == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+def test_sighup_and_sigquit_stop_like_sigterm_and_sigint():
+    assert set(STOP_SIGNALS) == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 
 
 @pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda s: s.name)

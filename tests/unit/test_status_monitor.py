@@ -16,6 +16,7 @@ import pytest
 from _support import SAFE_KEY, FakeClock
 from bao_kms.errors import (
     DeadlineExceeded,
+    KeyIdNotChecked,
     NotReady,
     OpenBaoBadResponse,
     OpenBaoPermissionDenied,
@@ -185,13 +186,13 @@ def test_profile_problems_are_reasons(monitor, transit):
     assert expected <= set(monitor.health().reasons)
 
 
-def test_rotation_changes_the_active_key_and_needs_a_new_deep_probe(monitor, transit):
+def test_rotation_switches_the_active_key_only_after_a_deep_probe_at_it(monitor, transit):
     monitor.probe_metadata()
     monitor.probe_deep()
     old = monitor.health().key_id
     rotate(transit, 2, 1_700_000_500)
-    assert monitor.probe_metadata() is True
-    assert monitor.health().healthz == "deep_probe_pending"
+    assert monitor.probe_metadata() is True  # a pending version to prove: deep probe now
+    assert monitor.health().key_id == old  # still healthy, still the old key_id
     monitor.probe_deep()
     new = monitor.health().key_id
     assert new != old and monitor.encrypt_version().version == 2
@@ -238,8 +239,11 @@ def test_unknown_key_id_refreshes_once_per_probe_interval(monitor, transit, cloc
     monitor.probe_metadata()
     transit.calls.clear()
     unknown = IDENTITY.key_version(7, 1).key_id
-    for _ in range(5):
-        with pytest.raises(UnknownKeyId):
+    with pytest.raises(UnknownKeyId):  # a read that began after the call looked: definite
+        monitor.lookup(unknown)
+    for _ in range(4):
+        # rate-limited: nothing looked for this call, so no definite NOT_FOUND (UNAVAILABLE)
+        with pytest.raises(KeyIdNotChecked):
             monitor.lookup(unknown)
     assert transit.calls["read_key"] == 1
     clock.now += 31

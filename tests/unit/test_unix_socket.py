@@ -317,6 +317,15 @@ def test_parent_owned_by_another_user_is_refused(socket_dir: Path) -> None:
         prepare_socket_path(parent / "kms.sock")
 
 
-def test_permission_problems_are_socket_errors(socket_dir: Path) -> None:
-    with pytest.raises(SocketError, match="cannot"):
+def test_a_path_over_the_unix_limit_is_refused_before_anything_is_created(
+    socket_dir: Path,
+) -> None:
+    with pytest.raises(SocketError, match="longer than 107 bytes"):
         prepare_socket_path(socket_dir / ("x" * 300) / "kms.sock")
+    assert list(socket_dir.iterdir()) == []
+
+
+def test_os_errors_are_socket_errors(socket_dir: Path) -> None:
+    (socket_dir / "file").write_text("")
+    with pytest.raises(SocketError, match="cannot"):
+        prepare_socket_path(socket_dir / "file" / "sub" / "kms.sock")

@@ -1,10 +1,18 @@
 # cython: language_level=3
-# Byte-level helpers the compiled codec is built from: table scans, base64 and decimal over
-# ``const unsigned char*``. Inline C, no Python objects: ``_codec.pyx`` owns the tables and passes
-# them in. A .pxd because inline functions are shared by cimport and compiled into the caller.
+# Byte-level helpers the compiled codec is built from: table scans, base64, decimal and copies
+# over ``const unsigned char*`` (the only Python objects: bytes made or read whole by the last
+# two). ``_codec.pyx`` owns the tables and passes them in. A .pxd because inline functions are
+# shared by cimport and compiled into the caller.
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
+
+
+cdef inline unsigned char* put(unsigned char* out, const void* data, Py_ssize_t n) noexcept nogil:
+    """Copy *n* bytes to *out*; return the end of what was written."""
+    memcpy(out, data, n)
+    return out + n
 
 
 cdef inline bint all_in(
@@ -112,3 +120,14 @@ cdef inline Py_ssize_t decimal(long long value, char* buf) noexcept nogil:
         i -= 1
         buf[i] = c'-'
     return i
+
+
+cdef inline unsigned char* put_bytes(unsigned char* out, bytes piece) noexcept:
+    """``put`` of a whole bytes object."""
+    return put(out, PyBytes_AS_STRING(piece), PyBytes_GET_SIZE(piece))
+
+
+cdef inline bytes b64_decoded(const unsigned char* p, Py_ssize_t n, const signed char* table):
+    """``b64_decode`` into a new bytes object; None where it returns False."""
+    cdef bytes result = PyBytes_FromStringAndSize(NULL, n * 3 // 4)
+    return result if b64_decode(p, n, table, <unsigned char*>PyBytes_AS_STRING(result)) else None

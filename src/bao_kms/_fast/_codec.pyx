@@ -2,10 +2,10 @@
 """The per-request half of ``bao_kms._codec_py`` compiled; the rest is imported from it.
 
 Compiled: what every Encrypt or Decrypt runs (key_id parse, annotation match, ciphertext version
-check, Transit request bodies and response parsers). Imported and re-exported as the very same
-objects, as aiohttp's ``_http_parser.pyx`` imports from ``http_parser.py``: the constants and
-what runs once per key version (``hash_label``, ``derive_key_id``, ``build_annotations``,
-``canonical_aad``, ``transit_aad``).
+check, Transit request bodies and response parsers, single and batch). Imported and re-exported
+as the very same objects, as aiohttp's ``_http_parser.pyx`` imports from ``http_parser.py``: the
+constants and what runs once per key version (``hash_label``, ``derive_key_id``,
+``build_annotations``, ``canonical_aad``, ``transit_aad``).
 
 Each compiled function proves the common, valid input on its bytes (``const unsigned char*``
 loops instead of regular expressions, base64 written straight into the result) and returns.
@@ -15,11 +15,15 @@ fast path must never accept what the spec refuses; ``tests/codec/`` checks that.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport PyUnicode_AsASCIIString, PyUnicode_GET_LENGTH
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp
 
-from bao_kms._fast._bytes cimport all_in, b64_decode, b64_encode, decimal, json_plain
+from bao_kms._fast._bytes cimport (
+    all_in, b64_decoded, b64_encode, decimal, json_plain, put, put_bytes
+)
 
 import orjson
 
@@ -100,12 +104,6 @@ cdef inline bint _int_is(object value, long long expected) except -1:
     return not overflow and number == expected
 
 
-cdef bytes _b64_decoded(const unsigned char* p, Py_ssize_t n, const signed char* table):
-    """``b64_decode`` into a new bytes object; None where it returns False."""
-    cdef bytes result = PyBytes_FromStringAndSize(NULL, n * 3 // 4)
-    return result if b64_decode(p, n, table, <unsigned char*>PyBytes_AS_STRING(result)) else None
-
-
 # --- key_id --------------------------------------------------------------------------------------
 
 
@@ -121,7 +119,7 @@ def parse_key_id(key_id):
         p = <const unsigned char*>PyUnicode_DATA(key_id)
         if memcmp(p, PyBytes_AS_STRING(_KEY_ID_PREFIX), PyBytes_GET_SIZE(_KEY_ID_PREFIX)) == 0:
             # a canonical 43-character suffix: 258 bits whose last two are zero, 32 bytes
-            digest = _b64_decoded(
+            digest = b64_decoded(
                 p + PyBytes_GET_SIZE(_KEY_ID_PREFIX),
                 _KEY_ID_LENGTH - PyBytes_GET_SIZE(_KEY_ID_PREFIX),
                 _URL_VALUE,
@@ -289,15 +287,7 @@ cdef bytes _ENC_MID2 = b',"associated_data":"'
 cdef bytes _DEC_HEAD = b'{"ciphertext":"'
 cdef bytes _DEC_MID = b'","associated_data":"'
 cdef bytes _TAIL = b'"}'
-
-
-cdef inline unsigned char* _put(unsigned char* out, const void* data, Py_ssize_t n) noexcept:
-    memcpy(out, data, n)
-    return out + n
-
-
-cdef inline unsigned char* _put_bytes(unsigned char* out, bytes piece) noexcept:
-    return _put(out, PyBytes_AS_STRING(piece), PyBytes_GET_SIZE(piece))
+cdef bytes _BATCH_HEAD = b'{"batch_input":['
 
 
 def encrypt_request_body(plaintext, key_version, associated_data):
@@ -319,42 +309,70 @@ def encrypt_request_body(plaintext, key_version, associated_data):
                 PyBytes_GET_SIZE(_ENC_HEAD) + n_b64 + PyBytes_GET_SIZE(_ENC_MID1) + (24 - start)
                 + PyBytes_GET_SIZE(_ENC_MID2) + n_ad + PyBytes_GET_SIZE(_TAIL),
             )
-            out = _put_bytes(<unsigned char*>PyBytes_AS_STRING(body), _ENC_HEAD)
+            out = put_bytes(<unsigned char*>PyBytes_AS_STRING(body), _ENC_HEAD)
             b64_encode(
                 <const unsigned char*>PyBytes_AS_STRING(plaintext), n_plain, out, _STD_ALPHABET
             )
-            out = _put_bytes(out + n_b64, _ENC_MID1)
-            out = _put_bytes(_put(out, digits + start, 24 - start), _ENC_MID2)
-            _put_bytes(_put(out, PyUnicode_DATA(associated_data), n_ad), _TAIL)
+            out = put_bytes(out + n_b64, _ENC_MID1)
+            out = put_bytes(put(out, digits + start, 24 - start), _ENC_MID2)
+            put_bytes(put(out, PyUnicode_DATA(associated_data), n_ad), _TAIL)
             return body
     return _spec.encrypt_request_body(plaintext, key_version, associated_data)
 
 
+cdef Py_ssize_t _decrypt_item_size(object ciphertext, object associated_data):
+    """Bytes of ``{"ciphertext":"..","associated_data":".."}``; -1 unless both are exact types
+    already in JSON's plain charset (then the item is a plain concatenation)."""
+    if type(ciphertext) is not bytes or not _json_plain_str(associated_data) or not json_plain(
+        <const unsigned char*>PyBytes_AS_STRING(ciphertext), len(<bytes>ciphertext), _JSON_PLAIN
+    ):
+        return -1
+    return (
+        PyBytes_GET_SIZE(_DEC_HEAD) + PyBytes_GET_SIZE(ciphertext) + PyBytes_GET_SIZE(_DEC_MID)
+        + PyUnicode_GET_LENGTH(associated_data) + PyBytes_GET_SIZE(_TAIL)
+    )
+
+
+cdef unsigned char* _put_decrypt_item(unsigned char* out, bytes ciphertext, str associated_data):
+    out = put_bytes(out, _DEC_HEAD)
+    out = put_bytes(put_bytes(out, ciphertext), _DEC_MID)
+    out = put(out, PyUnicode_DATA(associated_data), PyUnicode_GET_LENGTH(associated_data))
+    return put_bytes(out, _TAIL)
+
+
 def decrypt_request_body(ciphertext, associated_data):
     """JSON body for ``POST transit/decrypt/<key>``; *ciphertext* must already be checked."""
-    cdef Py_ssize_t n_ct, n_ad
+    cdef Py_ssize_t size = _decrypt_item_size(ciphertext, associated_data)
+    if size < 0:
+        return _spec.decrypt_request_body(ciphertext, associated_data)
+    body = PyBytes_FromStringAndSize(NULL, size)
+    _put_decrypt_item(<unsigned char*>PyBytes_AS_STRING(body), ciphertext, associated_data)
+    return body
+
+
+def decrypt_batch_request_body(items):
+    """JSON body for ``POST transit/decrypt/<key>`` with one ``batch_input`` entry per
+    (ciphertext, associated_data) pair, in order; ciphertexts must already be checked."""
+    cdef Py_ssize_t i, item_size, size = PyBytes_GET_SIZE(_BATCH_HEAD) + 1  # "]}" less a ","
     cdef unsigned char* out
-    if (
-        type(ciphertext) is bytes
-        and json_plain(
-            <const unsigned char*>PyBytes_AS_STRING(ciphertext),
-            PyBytes_GET_SIZE(ciphertext),
-            _JSON_PLAIN,
-        )
-        and _json_plain_str(associated_data)
-    ):
-        n_ct = PyBytes_GET_SIZE(ciphertext)
-        n_ad = PyUnicode_GET_LENGTH(associated_data)
-        body = PyBytes_FromStringAndSize(
-            NULL,
-            PyBytes_GET_SIZE(_DEC_HEAD) + n_ct + PyBytes_GET_SIZE(_DEC_MID) + n_ad
-            + PyBytes_GET_SIZE(_TAIL),
-        )
-        out = _put_bytes(<unsigned char*>PyBytes_AS_STRING(body), _DEC_HEAD)
-        out = _put_bytes(_put(out, PyBytes_AS_STRING(ciphertext), n_ct), _DEC_MID)
-        _put_bytes(_put(out, PyUnicode_DATA(associated_data), n_ad), _TAIL)
-        return body
-    return _spec.decrypt_request_body(ciphertext, associated_data)
+    if type(items) is not list or not items:
+        return _spec.decrypt_batch_request_body(items)
+    for item in <list>items:  # sized first (exact tuples: nothing runs between the two passes)
+        item_size = -1
+        if type(item) is tuple and PyTuple_GET_SIZE(item) == 2:
+            item_size = _decrypt_item_size((<tuple>item)[0], (<tuple>item)[1])
+        if item_size < 0:
+            return _spec.decrypt_batch_request_body(items)
+        size += item_size + 1
+    body = PyBytes_FromStringAndSize(NULL, size)
+    out = put_bytes(<unsigned char*>PyBytes_AS_STRING(body), _BATCH_HEAD)
+    for i in range(PyList_GET_SIZE(items)):
+        item = (<list>items)[i]
+        out = _put_decrypt_item(out, (<tuple>item)[0], (<tuple>item)[1])
+        out[0] = c',' if i + 1 < PyList_GET_SIZE(items) else c']'
+        out += 1
+    out[0] = c'}'
+    return body
 
 
 # --- Transit responses ---------------------------------------------------------------------------
@@ -386,21 +404,47 @@ def parse_encrypt_response(body):
     return _spec.parse_encrypt_response(body)
 
 
-def parse_decrypt_response(body):
-    """The plaintext bytes from a Transit decrypt response."""
+cdef bytes _plaintext(object plaintext):
+    """The bytes a Transit ``plaintext`` field carries; None when the spec must judge it."""
     cdef const unsigned char* p
     cdef Py_ssize_t n, n_data
-    cdef bytes decoded
+    if type(plaintext) is not str or not PyUnicode_IS_ASCII(plaintext):
+        return None
+    p = <const unsigned char*>PyUnicode_DATA(plaintext)
+    n = n_data = PyUnicode_GET_LENGTH(plaintext)
+    while n_data > 0 and n - n_data < 2 and p[n_data - 1] == c'=':
+        n_data -= 1
+    if n == 0 or n % 4:  # padded: 0-2 "=" that b64_decode is not shown
+        return None
+    return b64_decoded(p, n_data, _STD_VALUE)
+
+
+def parse_decrypt_response(body):
+    """The plaintext bytes from a Transit decrypt response."""
     cdef dict data = _response_data(body)
-    if data is not None:
-        plaintext = data.get("plaintext")
-        if type(plaintext) is str and PyUnicode_IS_ASCII(plaintext):
-            p = <const unsigned char*>PyUnicode_DATA(plaintext)
-            n = n_data = PyUnicode_GET_LENGTH(plaintext)
-            while n_data > 0 and n - n_data < 2 and p[n_data - 1] == c'=':
-                n_data -= 1
-            if n and n % 4 == 0:  # padded: 0-2 "=" that b64_decode is not shown
-                decoded = _b64_decoded(p, n_data, _STD_VALUE)
-                if decoded is not None:
-                    return decoded
-    return _spec.parse_decrypt_response(body)
+    cdef bytes decoded = None if data is None else _plaintext(data.get("plaintext"))
+    return _spec.parse_decrypt_response(body) if decoded is None else decoded
+
+
+def parse_decrypt_batch_response(body, count):
+    """Each item's outcome from a Transit batch decrypt response, in input order: its plaintext
+    bytes, or (a ``str``) OpenBao's error text for that item alone, to classify, never to show.
+
+    OpenBao answers HTTP 400 with every item's result when any item fails: read it like a 200.
+    """
+    cdef bytes decoded
+    cdef list outcomes
+    cdef dict data = _response_data(body)
+    results = None if data is None else data.get("batch_results")
+    if type(results) is list and type(count) is int and _int_is(count, PyList_GET_SIZE(results)):
+        outcomes = []
+        for result in <list>results:
+            if type(result) is not dict or (<dict>result).get("error") is not None:
+                break
+            decoded = _plaintext((<dict>result).get("plaintext"))
+            if decoded is None:
+                break
+            outcomes.append(decoded)
+        else:
+            return outcomes
+    return _spec.parse_decrypt_batch_response(body, count)

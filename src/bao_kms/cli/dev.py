@@ -91,7 +91,12 @@ def _dev(args: argparse.Namespace, latch: SignalLatch) -> int:
         _write_private(token_file, token)
         document = {
             "server": {"socketPath": str(socket_path), "socketMode": "0660"},
-            "openbao": {"addresses": [openbao.address], "timeout": "2s"},
+            # its own dev server on loopback: the one place plain http is chosen for the user
+            "openbao": {
+                "addresses": [openbao.address],
+                "timeout": "2s",
+                "allowInsecureHttp": True,
+            },
             "auth": {"method": "token", "token": {"file": str(token_file)}},
             "identity": {
                 "providerName": "bao-kms-dev",

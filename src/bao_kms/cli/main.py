@@ -24,7 +24,15 @@ COMMANDS = (
     "serve",
     "dev",
     "probe",
+    "conformance",
     "config_cmd",
+    "init",
+    "policy",
+    "doctor",
+    "rotation_plan",
+    "retire_versions",
+    "restore_versions",
+    "rebuild_state",
     "version",
 )
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
+import resource
 
 from .. import _codec
 from .._version import __version__
-from ..config import ENV_CONFIG, Config, load_config
+from ..config import ENV_CONFIG, ENV_LOG_LEVEL, Config, load_config
 from ..errors import ConfigError, SocketError
+from ..keys.registry import RegistryError
 from ..logs import configure_logging
 from ._output import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fail
-from .signals import SignalLatch
+from .signals import SignalLatch, signal_name
 
 log = logging.getLogger("bao_kms.cli")
+
+#: the soft open-files limit is raised to the hard one, but not past this: Linux refuses
+#: more than fs.nr_open (1 Mi by default) even when the hard limit says "unlimited"
+MAX_OPEN_FILES = 1 << 20
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +34,35 @@ def run(args: argparse.Namespace) -> int:
     if not path:
         fail("serve", f"--config FILE (or {ENV_CONFIG}) is required")
         return EXIT_USAGE
+    # JSON logs from the first line: reading the config may already warn (its file mode)
+    configure_logging(_startup_log_level())
     return serve(load_config(path))
+
+
+def _startup_log_level() -> str:
+    level = os.environ.get(ENV_LOG_LEVEL, "").lower()
+    return level if level in ("debug", "info", "warning", "error") else "info"
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit and log the figure.
+
+    Every gRPC connection, OpenBao connection and metrics scrape holds a descriptor; a soft
+    limit of 1024 (common under systemd and in containers) is reachable by a busy node.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as error:
+            log.warning(
+                "cannot raise the open files limit",
+                extra={"soft": soft, "hard": hard, "error_type": type(error).__name__},
+            )
+    hard_shown = "unlimited" if hard == resource.RLIM_INFINITY else hard
+    log.info("open files limit", extra={"soft": soft, "hard": hard_shown})
 
 
 def serve(config: Config) -> int:
@@ -37,16 +70,29 @@ def serve(config: Config) -> int:
     from ..provider import Provider  # grpc and urllib3 only for commands that serve
 
     configure_logging(config.logging.level)
+    raise_open_files_limit()
     with SignalLatch() as latch:
         try:
             provider = Provider(config)
             provider.start()
-        except (SocketError, ConfigError) as error:
+        except (SocketError, ConfigError, RegistryError) as error:
             log.error("cannot serve", extra={"error": str(error)})
             fail("", error)
             return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_RUNTIME
-        log.info("started", extra={"version": __version__, "codec": _codec.IMPLEMENTATION})
+        # a second signal exits at once; even then the socket must not outlive us
+        latch.before_forced_exit = provider.server.remove_own_socket
+        log.info(
+            "started",
+            extra={
+                "event": "started",
+                "version": __version__,
+                "codec": _codec.IMPLEMENTATION,
+                # bound addresses (a configured port 0 shows the one picked)
+                "health_address": provider.ops.addresses.get("/ready", ""),
+                "metrics_address": provider.ops.addresses.get("/metrics", ""),
+            },
+        )
         signum = latch.wait()
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        log.info("stopping", extra={"signal": signal_name(signum)})
         provider.stop()
     return EXIT_OK

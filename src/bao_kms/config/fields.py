@@ -8,9 +8,9 @@ mistyped secret pasted into the wrong field must not land in one either.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
+import sys
 import urllib.parse
 from typing import Annotated, Any, Literal
 
@@ -30,7 +30,15 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _MODE_PATTERN = r"0?[0-7]{3}"
 _MODE_RE = re.compile(_MODE_PATTERN)
 _PATH_SEGMENTS_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+_DNS_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _GROUP_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]{1,10}")
+
+#: the longest Unix socket path: sun_path holds 108 bytes on Linux (104 on the BSDs and macOS),
+#: the final NUL included
+UNIX_SOCKET_PATH_MAX = 107 if sys.platform.startswith("linux") else 103
+#: the provider binds a private name of this many bytes beside the socket first
+#: (:func:`bao_kms.api.unix_socket.publish_socket`), so its directory must leave room for it
+SOCKET_STAGING_NAME_BYTES = 9
 
 
 def parse_duration(value: Any) -> float:
@@ -54,6 +62,19 @@ def format_duration(seconds: float) -> str:
     return f"{milliseconds}ms"
 
 
+def parse_delay(value: Any) -> float:
+    """Seconds as :func:`parse_duration` reads them, zero (``0s``) included."""
+    if isinstance(value, str):
+        match = _DURATION_RE.fullmatch(value)
+        if match and float(match.group(1)) == 0:
+            return 0.0
+    return parse_duration(value)
+
+
+def format_delay(seconds: float) -> str:
+    return "0s" if seconds == 0 else format_duration(seconds)
+
+
 def bounded(minimum: float, maximum: float) -> AfterValidator:
     """A Duration range check; intervals too short hammer OpenBao, too long never fire."""
 
@@ -65,17 +86,6 @@ def bounded(minimum: float, maximum: float) -> AfterValidator:
         return seconds
 
     return AfterValidator(check)
-
-
-def is_loopback(address: str) -> bool:
-    """Loopback by address, not by spelling: ``127.evil.example`` is a DNS name."""
-    host = urllib.parse.urlsplit(address).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _parse_mode(value: Any) -> int:
@@ -124,6 +134,18 @@ def _check_absolute(value: str) -> str:
     return value
 
 
+def _check_socket_path(value: str) -> str:
+    _check_absolute(value)
+    directory = os.path.dirname(value.rstrip("/"))
+    room = UNIX_SOCKET_PATH_MAX - 1 - SOCKET_STAGING_NAME_BYTES
+    if len(os.fsencode(value)) > UNIX_SOCKET_PATH_MAX or len(os.fsencode(directory)) > room:
+        raise ValueError(
+            f"must be at most {UNIX_SOCKET_PATH_MAX} bytes long (the Unix socket path limit), "
+            f"in a directory of at most {room} bytes"
+        )
+    return value
+
+
 def _check_path_segment(value: str) -> str:
     if not _PATH_SEGMENTS_RE.fullmatch(value) or ".." in value.split("/"):
         raise ValueError("must be a plain OpenBao path (letters, digits, . _ - and /)")
@@ -148,6 +170,14 @@ def _check_group(value: str) -> str:
     return value
 
 
+def _check_server_name(value: str) -> str:
+    # a DNS name only: it is matched against the certificate and sent as SNI
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(_DNS_LABEL_RE.fullmatch(label) for label in labels):
+        raise ValueError("must be a DNS host name")
+    return value
+
+
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -156,6 +186,13 @@ Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": f"^{_DURATION_PATTERN}$"}),
+]
+#: a Duration that may also be zero (``0s``): a wait that tests switch off
+Delay = Annotated[
+    float,
+    BeforeValidator(parse_delay),
+    PlainSerializer(format_delay, return_type=str),
     WithJsonSchema({"type": "string", "pattern": f"^{_DURATION_PATTERN}$"}),
 ]
 SocketMode = Annotated[
@@ -167,12 +204,16 @@ SocketMode = Annotated[
 #: an integer that YAML wrote as one (``true`` and ``"16"`` are refused)
 StrictCount = Annotated[int, Field(strict=True)]
 AbsolutePath = Annotated[str, AfterValidator(_check_absolute)]
+#: an absolute path that fits a Unix socket address (checked here, not at bind time)
+SocketPath = Annotated[str, AfterValidator(_check_socket_path)]
 SocketGroup = Annotated[str, AfterValidator(_check_group)]
 OpenBaoAddress = Annotated[str, AfterValidator(_check_address)]
 #: a value that becomes part of every key_id (see :mod:`bao_kms.identity`)
 Label = Annotated[str, AfterValidator(_check_label)]
 ProviderName = Annotated[Label, AfterValidator(_check_provider_name)]
 Namespace = Annotated[str, AfterValidator(_check_namespace)]
+#: openbao.tlsServerName: checked against OpenBao's certificate and sent as SNI
+ServerName = Annotated[str, AfterValidator(_check_server_name)]
 #: a Transit mount path or key name: it is spliced into request URLs
 PathSegment = Annotated[str, AfterValidator(_check_path_segment)]
 LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)]

@@ -2,18 +2,21 @@
 
 A key deleted and re-created under the same name (or restored from an older backup) gets new
 creation times and may report a lower ``latest_version``. Its old key_ids must never be
-re-pointed at new key material, so two rules hold for as long as the process lives:
+re-pointed at new key material, so two rules hold for as long as the history is kept:
 
 * ``latest_version`` never decreases;
 * a version's creation time never changes.
 
 :class:`KeyLineage` holds what has been seen so far. Every path that learns about the key (the
 metadata probe and the request path's unknown-key_id refresh) goes through the same instance,
-so which path sees a version first never changes the verdict. No I/O, no clock, no locking:
-the caller serialises calls.
+so which path sees a version first never changes the verdict. The rotation observer
+(:mod:`.rotation`) resumes a lineage from the version registry, so the rules also hold
+across restarts. No I/O, no clock, no locking: the caller serialises calls.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from ..openbao.key_metadata import KeyMetadata
 from ..reasons import Reason
@@ -22,9 +25,11 @@ from ..reasons import Reason
 class KeyLineage:
     """The history of one Transit key as this process has seen it; it only ever grows."""
 
-    def __init__(self) -> None:
-        self._created: dict[int, int] = {}  # version -> creation time, every version ever seen
-        self._highest_latest = 0
+    def __init__(self, created: Mapping[int, int] | None = None, highest_latest: int = 0) -> None:
+        # version -> creation time, every version ever seen; *created* and *highest_latest*
+        # resume a history kept elsewhere (the version registry, across restarts)
+        self._created: dict[int, int] = dict(created or {})
+        self._highest_latest = highest_latest
 
     def problems(self, key: KeyMetadata) -> list[Reason]:
         """How *key* contradicts the history seen so far (empty: it does not); records nothing."""

@@ -6,9 +6,12 @@ are all going to fail. After ``threshold`` consecutive failures the breaker *ope
 fail at once with ``OpenBaoUnavailable`` for ``open_for`` seconds. Then it lets exactly one
 trial request through (*half-open*); its success closes the breaker, its failure re-opens it.
 
-Only unavailability counts (connection, TLS, timeout, 5xx, sealed): a 4xx means OpenBao is up.
-The status probes are not held back by the breaker (they must see OpenBao's real state), but
-their outcomes count, so a successful probe closes it at once.
+Only a failure to get a usable answer counts (connection, TLS, timeout, 5xx, sealed): any
+other answer, a 4xx, a 429 or a redirect included, means OpenBao is up and resets the count.
+The transport applies the answer table (:mod:`.answers`, column "breaker"); a caller's
+deadline is no verdict either way. The status probes are not held back by the breaker (they
+must see OpenBao's real state), but their outcomes count, so a successful probe closes it at
+once.
 """
 
 from __future__ import annotations

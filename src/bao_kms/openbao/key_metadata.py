@@ -18,6 +18,13 @@ from ..errors import OpenBaoBadResponse
 
 _VERSION_RE = re.compile(r"[1-9][0-9]{0,9}")
 
+#: the most key versions a metadata answer may list. OpenBao lists the versions at or above
+#: ``min_decryption_version``; a daily rotation reaches this in almost three years, and every
+#: version listed costs memory and a key_id derivation at every probe, so a key with more is
+#: refused (raise ``min_decryption_version`` once data encrypted under older versions has been
+#: rewritten). The transport caps the answer's size as well.
+MAX_KEY_VERSIONS = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class KeyMetadata:
@@ -57,6 +64,11 @@ def _versions(data: Mapping[str, Any]) -> Mapping[int, int]:
     keys = data.get("keys")
     if not isinstance(keys, dict):
         raise OpenBaoBadResponse("Transit key field keys is missing or not an object")
+    if len(keys) > MAX_KEY_VERSIONS:
+        raise OpenBaoBadResponse(
+            f"Transit key lists more than {MAX_KEY_VERSIONS} versions; raise its "
+            "min_decryption_version"
+        )
     versions: dict[int, int] = {}
     for version, created in keys.items():
         if not _VERSION_RE.fullmatch(version):

@@ -1,4 +1,4 @@
-"""What the layers above need from OpenBao, as protocols (``TransitClient`` implements both).
+"""What the layers above need from OpenBao, as protocols (``TransitClient`` implements them all).
 
 The servicer needs only the cipher calls; the probes also read key metadata. Depending on these
 instead of the concrete client keeps the request path and the probes testable with fakes that
@@ -7,8 +7,10 @@ mypy checks against the same signatures the real client has.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from ..errors import KmsError
 from .key_metadata import KeyMetadata
 
 
@@ -37,3 +39,12 @@ class ProbeTransit(TransitCipher, Protocol):
     def read_key(self, *, deadline: float | None = None) -> KeyMetadata: ...
 
     def read_keys_config(self, *, deadline: float | None = None) -> bool: ...
+
+
+@runtime_checkable
+class BatchTransit(TransitCipher, Protocol):
+    """The cipher plus Transit ``batch_input`` decrypts, which the decrypt batcher sends."""
+
+    def decrypt_batch(
+        self, items: Sequence[tuple[bytes, str]], *, deadline: float | None = None
+    ) -> list[bytes | KmsError]: ...

@@ -7,6 +7,7 @@ mount or the key ever reaches an error message.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import orjson
@@ -17,7 +18,6 @@ from ..errors import (
     InvalidCiphertext,
     KmsError,
     OpenBaoBadResponse,
-    OpenBaoRejected,
 )
 from . import _http_errors
 from .key_metadata import KeyMetadata, parse_key_metadata, parse_keys_config
@@ -29,6 +29,8 @@ __all__ = ["KeyMetadata", "TransitClient"]
 #: performance standby, not initialised, sealed): read them like a 200
 _HEALTH_STATUSES = frozenset({429, 472, 473, 501, 503})
 _HEALTH_PATH = "sys/health?standbyok=true&perfstandbyok=true"
+#: a batch with any failed item is answered HTTP 400 carrying every item's result
+_BATCH_ANSWERED = frozenset({400})
 
 
 def classify_decrypt_400(body: bytes) -> KmsError:
@@ -38,7 +40,12 @@ def classify_decrypt_400(body: bytes) -> KmsError:
         return CiphertextAuthenticationFailed("ciphertext failed authentication")
     if any("invalid ciphertext" in text for text in texts):
         return InvalidCiphertext("OpenBao refused the ciphertext as malformed")
-    return OpenBaoRejected("OpenBao rejected the Transit decrypt request (HTTP 400)")
+    return _http_errors.classify_400(body)  # a version restriction, a missing key, other
+
+
+def _item_error(text: str) -> KmsError:
+    """The error for one failed batch item, judged as a single decrypt's 400 would be."""
+    return classify_decrypt_400(orjson.dumps({"errors": [text]}))
 
 
 class TransitClient:
@@ -98,6 +105,35 @@ class TransitClient:
             exempt_from_breaker=self._exempt,
         )
         return _codec.parse_decrypt_response(answer)
+
+    def decrypt_batch(
+        self, items: Sequence[tuple[bytes, str]], *, deadline: float | None = None
+    ) -> list[bytes | KmsError]:
+        """Several (ciphertext, associated_data) pairs in one Transit ``batch_input`` request.
+
+        One outcome per item, in order: its plaintext, or the error for that item alone (a
+        tampered ciphertext fails itself, not its neighbours). A failure of the request as a
+        whole raises. Callers keep *items* well below OpenBao's JSON limit (``batcher.py``).
+        """
+        for ciphertext, _ in items:
+            _codec.parse_ciphertext_version(ciphertext)  # as decrypt(): nothing malformed is sent
+        answer = self.transport.request(
+            "POST",
+            self._decrypt_path,
+            _codec.decrypt_batch_request_body(items),
+            deadline=deadline,
+            accept=_BATCH_ANSWERED,
+            exempt_from_breaker=self._exempt,
+        )
+        try:
+            outcomes = _codec.parse_decrypt_batch_response(answer, len(items))
+        except OpenBaoBadResponse:
+            if _http_errors.error_texts(answer):  # a 400 for the whole request, not per item
+                raise classify_decrypt_400(answer) from None
+            raise
+        return [
+            outcome if isinstance(outcome, bytes) else _item_error(outcome) for outcome in outcomes
+        ]
 
     def read_key(self, *, deadline: float | None = None) -> KeyMetadata:
         """The key's metadata, strictly parsed."""

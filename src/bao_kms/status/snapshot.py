@@ -12,12 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..errors import (
-    OpenBaoBadResponse,
-    OpenBaoPermissionDenied,
-    OpenBaoUnauthenticated,
-    OpenBaoUnavailable,
-)
+from ..errors import KmsError, OpenBaoBadResponse, OpenBaoUnauthenticated, OpenBaoUnavailable
 from ..identity import KeyVersion
 from ..reasons import Reason
 
@@ -36,7 +31,16 @@ class Snapshot:
     metadata_problems: tuple[Reason, ...] = (Reason.NOT_PROBED_YET,)
     #: the key_id the last successful deep probe covered ("" after a failure)
     deep_key_id: str = ""
-    deep_problem: Reason = Reason.DEEP_PROBE_PENDING
+    #: why the active key has no passed deep probe: pending, or the cause and the capability
+    deep_problems: tuple[Reason, ...] = (Reason.DEEP_PROBE_PENDING,)
+    #: ``error_class`` of the error behind metadata_problems / deep_problems ("" when none)
+    metadata_error_class: str = ""
+    deep_error_class: str = ""
+
+    @property
+    def error_class(self) -> str:
+        """The class of OpenBao answer behind the current problems, for /ready and logs."""
+        return self.metadata_error_class or self.deep_error_class
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ def evaluate(snapshot: Snapshot, now: float, max_staleness: float) -> Health:
     reasons = list(snapshot.metadata_problems)
     active = snapshot.active
     if active is not None and snapshot.deep_key_id != active.key_id:
-        reasons.append(snapshot.deep_problem)
+        reasons.extend(snapshot.deep_problems)
     age = None if snapshot.metadata_at is None else now - snapshot.metadata_at
     if age is not None and age > max_staleness:
         reasons.append(Reason.STATUS_STALE)
@@ -74,8 +78,18 @@ def failure_reason(error: BaseException, default: Reason) -> Reason:
     """The reason for a failed probe: OpenBao's state when the error names it, else *default*."""
     if isinstance(error, OpenBaoBadResponse):
         return default  # OpenBao answered, but not with what the probe needs
-    if isinstance(error, (OpenBaoUnavailable, OpenBaoUnauthenticated, OpenBaoPermissionDenied)):
-        # openbao_sealed and openbao_circuit_open are subclasses' reasons and survive here
-        if isinstance(error.reason, Reason):
-            return error.reason
+    if isinstance(error, KmsError) and isinstance(error.reason, Reason):
+        # the answer table sets reasons per answer (openbao_sealed, openbao_not_found, ...)
+        return error.reason
     return default
+
+
+def deep_failure_reasons(error: BaseException, capability: Reason) -> tuple[Reason, ...]:
+    """A failed deep probe's reasons: the cause, and the *capability* (encrypt or decrypt)
+    unless the cause is OpenBao-wide (unreachable, sealed, the token), where naming the call
+    would only add noise."""
+    cause = failure_reason(error, capability)
+    openbao_wide = isinstance(error, OpenBaoUnavailable | OpenBaoUnauthenticated)
+    if cause is capability or (openbao_wide and not isinstance(error, OpenBaoBadResponse)):
+        return (cause,)
+    return (cause, capability)

@@ -1,0 +1,130 @@
+"""The kubeadm static-pod manifest: the provider as a hardened pod on each control-plane node.
+
+A static pod is started by the kubelet before the apiserver it serves exists, so it may refer
+to no API object (no Secret, ConfigMap or ServiceAccount): every file comes from a hostPath,
+mounted at the same path it has on the host so the config reads the same in and out of the
+pod. ``hostNetwork``: the pod network (CNI) may not be up yet on a control-plane node, and the
+kubelet's probes reach the provider's loopback-only health address only from the host.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from ._yaml import dump
+from .values import InitValues
+
+POD_NAME = "bao-kms-provider"
+#: what kubeadm gives its own control-plane static pods
+SYSTEM_NODE_CRITICAL_PRIORITY = 2000001000
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def credential_files(values: InitValues) -> dict[str, str]:
+    """``auth.<method>`` keys naming a file (``file``, ``roleIdFile``, ...) -> their path."""
+    method = values.auth_method
+    block = values.auth_section()[method]
+    return {
+        key: str(value)
+        for key, value in block.items()
+        if (key == "file" or key.endswith("File")) and isinstance(value, str)
+    }
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def static_pod(values: InitValues) -> str:
+    """The Pod manifest for ``/etc/kubernetes/manifests/``."""
+    files: list[tuple[str, str]] = [("config", values.config_path)]
+    if values.ca_file:
+        files.append(("openbao-ca", values.ca_file))
+    files += [(f"auth-{_kebab(key)}", path) for key, path in credential_files(values).items()]
+    socket_dir = str(PurePosixPath(values.socket_path).parent)
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for name, path in files:
+        if path in seen:
+            continue
+        seen.add(path)
+        volumes.append({"name": name, "hostPath": {"path": path, "type": "File"}})
+        mounts.append({"name": name, "mountPath": path, "readOnly": True})
+    # Directories, not DirectoryOrCreate: the kubelet would create them root-owned 0755, where
+    # the non-root provider cannot bind its socket. The tmpfiles snippet creates them right.
+    for name, path in (("socket-dir", socket_dir), ("state-dir", values.state_dir)):
+        volumes.append({"name": name, "hostPath": {"path": path, "type": "Directory"}})
+        mounts.append({"name": name, "mountPath": path})
+    host, port = _host_port(values.health_address)
+
+    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"host": host, "path": path, "port": port, "scheme": "HTTP"},
+            "periodSeconds": period,
+            "timeoutSeconds": 2,
+            "failureThreshold": failures,
+        }
+
+    container = {
+        "name": POD_NAME,
+        "image": values.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["serve", "--config", values.config_path],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # /live never depends on OpenBao: an OpenBao outage must not restart the provider
+        "startupProbe": probe("/live", 1, 30),
+        "livenessProbe": probe("/live", 10, 3),
+        "readinessProbe": probe("/ready", 5, 3),
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "volumeMounts": mounts,
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": POD_NAME,
+            "namespace": "kube-system",
+            "labels": {"component": POD_NAME, "tier": "control-plane"},
+        },
+        "spec": {
+            "hostNetwork": True,
+            "priorityClassName": "system-node-critical",
+            "priority": SYSTEM_NODE_CRITICAL_PRIORITY,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            # longer than the provider's own drain (server.gracePeriod, 10s by default)
+            "terminationGracePeriodSeconds": 30,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": values.uid,
+                "runAsGroup": values.gid,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+    header = (
+        "# bao-kms-provider static pod, generated by `bao-kms-provider init`.\n"
+        "# Install as /etc/kubernetes/manifests/bao-kms-provider.yaml on every control-plane\n"
+        f"# node, after the tmpfiles snippet created {socket_dir} and {values.state_dir}\n"
+        f"# (owned by uid {values.uid}) and the files below exist, readable by that uid.\n"
+    )
+    return dump(pod, header)

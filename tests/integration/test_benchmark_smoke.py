@@ -1,0 +1,64 @@
+"""A short smoke of the benchmarks, as CI runs them: the load driver end to end on tiny storms,
+the codec suite's validation-path group, and the ratio check against the committed baseline.
+
+No timing is asserted except the two machine-independent ratios, with a generous margin
+(half the baseline): a smoke this small on a shared machine only catches a collapse, such as
+batching switched off by mistake or the compiled fast paths deferring everything to the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "benchmarks"
+MARGIN = "0.5"
+
+pytestmark = [pytest.mark.openbao, pytest.mark.timeout(150)]
+
+
+def run(*argv: str | Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *map(str, argv)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_the_load_driver_end_to_end(tmp_path: Path) -> None:
+    output = tmp_path / "quick.json"
+    driver = run(BENCHMARKS / "load_driver.py", "--quick", "--output", output, timeout=120)
+    assert driver.returncode == 0, driver.stdout[-3000:] + driver.stderr[-3000:]
+    result = json.loads(output.read_text())
+    for name, measured in [*result["rounds"][0].items(), *result["latency"].items()]:
+        assert measured["errors"] == {}, name
+        assert measured["calls"] > 0, name
+    batched = result["rounds"][0]["dup50 compiled, batching"]["extra"]
+    single = result["rounds"][0]["dup50 compiled, no batching"]["extra"]
+    # no cache: every distinct ciphertext reached OpenBao; batching sent a fraction of the
+    # requests, coalescing kept the items near the distinct count
+    assert batched["distinct"] <= batched["openbao_items"] <= single["openbao_items"]
+    assert batched["openbao_requests"] < single["openbao_requests"] / 2
+    check = run(BENCHMARKS / "check_ratios.py", "--load", output, "--margin", MARGIN, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.compiled
+def test_the_codec_speedup_holds(tmp_path: Path) -> None:
+    output = tmp_path / "codec.json"
+    suite = run(
+        "-m", "pytest", BENCHMARKS / "test_codec_bench.py", "-q", "-k", "validation_path",
+        "--benchmark-only", "--benchmark-max-time=0.3", f"--benchmark-json={output}",
+        timeout=60,
+    )  # fmt: skip
+    assert suite.returncode == 0, suite.stdout[-3000:] + suite.stderr[-3000:]
+    check = run(BENCHMARKS / "check_ratios.py", "--codec", output, "--margin", MARGIN, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr

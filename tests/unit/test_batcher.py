@@ -1,0 +1,363 @@
+"""The decrypt batcher on its own, in front of a fake Transit that the tests hold and release.
+
+Single-flight, batching, per-item errors, deadlines, the bounded queue, and a lone request sent
+at once from its caller's thread. The fake is typed against :class:`BatchTransit`, the protocol
+the batcher depends on (mypy checks it where the fixture hands it over).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from _support import wait_for
+from bao_kms.errors import (
+    CiphertextAuthenticationFailed,
+    DeadlineExceeded,
+    KmsError,
+    OpenBaoUnavailable,
+    Overloaded,
+)
+from bao_kms.openbao.batcher import OPENBAO_MAX_BATCH, DecryptBatcher
+from bao_kms.openbao.protocols import BatchTransit
+
+pytestmark = pytest.mark.timeout(30)
+
+AAD = "QUFE"
+
+
+def ciphertext(n: int, *, tampered: bool = False) -> bytes:
+    return f"vault:v1:{'BAD' if tampered else 'AAA'}{n:05d}=".encode()
+
+
+def plaintext_of(value: bytes) -> bytes:
+    return b"seed:" + value
+
+
+class FakeTransit:
+    """Answers each item from its bytes; every call can be held at a gate until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[bytes], int]] = []  # (kind, ciphertexts, thread)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Semaphore(0)
+        self.fail_whole: Exception | None = None
+        self.delay = 0.0  # seconds each call takes, as a round trip to OpenBao would
+        self._lock = threading.Lock()
+
+    def hold(self) -> None:
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def _call(self, kind: str, ciphertexts: list[bytes]) -> None:
+        with self._lock:
+            self.calls.append((kind, ciphertexts, threading.get_ident()))
+        self.entered.release()
+        assert self.gate.wait(20)
+        time.sleep(self.delay)
+        if self.fail_whole is not None:
+            raise self.fail_whole
+
+    @staticmethod
+    def _outcome(value: bytes) -> bytes | KmsError:
+        if b":BAD" in value:
+            return CiphertextAuthenticationFailed("ciphertext failed authentication")
+        return plaintext_of(value)
+
+    def encrypt(
+        self,
+        plaintext: bytes,
+        key_version: int,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+    ) -> bytes:
+        self._call("encrypt", [plaintext])
+        return b"vault:v%d:" % key_version + plaintext
+
+    def decrypt(
+        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+    ) -> bytes:
+        self._call("single", [ciphertext])
+        outcome = self._outcome(ciphertext)
+        if isinstance(outcome, KmsError):
+            raise outcome
+        return outcome
+
+    def decrypt_batch(
+        self, items: Sequence[tuple[bytes, str]], *, deadline: float | None = None
+    ) -> list[bytes | KmsError]:
+        assert all(associated == AAD for _, associated in items)
+        self._call("batch", [value for value, _ in items])
+        return [self._outcome(value) for value, _ in items]
+
+    def sent(self) -> list[bytes]:
+        """Every ciphertext OpenBao saw, in order."""
+        with self._lock:
+            return [value for _, values, _ in self.calls for value in values]
+
+    def kinds(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [(kind, len(values)) for kind, values, _ in self.calls]
+
+
+@pytest.fixture
+def transit() -> FakeTransit:
+    return FakeTransit()
+
+
+@pytest.fixture
+def make_batcher(transit: FakeTransit) -> Iterator[Callable[..., DecryptBatcher]]:
+    made: list[DecryptBatcher] = []
+
+    def make(**options: Any) -> DecryptBatcher:
+        fake: BatchTransit = transit
+        batcher = DecryptBatcher(fake, **options)
+        made.append(batcher)
+        return batcher
+
+    yield make
+    transit.release()
+    for batcher in made:
+        batcher.close()
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(64) as executor:
+        yield executor
+
+
+def occupy(
+    batcher: DecryptBatcher, transit: FakeTransit, pool: ThreadPoolExecutor, n: int = 0
+) -> Future[bytes]:
+    """One Decrypt held at OpenBao, so that the calls after it queue (max_in_flight=1)."""
+    transit.hold()
+    held = pool.submit(batcher.decrypt, ciphertext(n), AAD)
+    assert transit.entered.acquire(timeout=5)
+    return held
+
+
+def queue_up(
+    batcher: DecryptBatcher, pool: ThreadPoolExecutor, values: list[bytes], **kw: float
+) -> list[Future[bytes]]:
+    before = batcher.queued
+    futures = [pool.submit(batcher.decrypt, value, AAD, **kw) for value in values]
+    wait_for(lambda: batcher.queued >= before + len(set(values)), timeout=5, interval=0.005)
+    return futures
+
+
+def test_a_lone_request_goes_at_once_from_its_own_thread(make_batcher, transit):
+    batcher = make_batcher()
+    assert batcher.decrypt(ciphertext(1), AAD) == plaintext_of(ciphertext(1))
+    assert transit.kinds() == [("single", 1)]
+    assert transit.calls[0][2] == threading.get_ident()  # no hand-off to another thread
+    assert not any(thread.name.startswith("bao-kms-batch") for thread in threading.enumerate())
+
+
+def test_no_plaintext_is_kept_after_the_answer(make_batcher, transit):
+    batcher = make_batcher()
+    for _ in range(3):
+        batcher.decrypt(ciphertext(1), AAD)
+    assert transit.sent() == [ciphertext(1)] * 3
+
+
+def test_concurrent_duplicates_share_one_openbao_item(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1)
+    held = occupy(batcher, transit, pool, n=7)
+    # the same pair as the held call, and another pair queued many times over
+    joined = [pool.submit(batcher.decrypt, ciphertext(7), AAD) for _ in range(10)]
+    queued = queue_up(batcher, pool, [ciphertext(8)] * 10)
+    transit.release()
+    assert held.result(5) == plaintext_of(ciphertext(7))
+    assert {future.result(5) for future in joined} == {plaintext_of(ciphertext(7))}
+    assert {future.result(5) for future in queued} == {plaintext_of(ciphertext(8))}
+    assert sorted(transit.sent()) == [ciphertext(7), ciphertext(8)]
+    stats = batcher.stats()
+    assert (stats.items, stats.coalesced, stats.single_requests) == (2, 19, 2)
+
+
+def test_requests_that_arrive_while_one_is_out_go_in_one_batch(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1)
+    held = occupy(batcher, transit, pool)
+    values = [ciphertext(n) for n in range(1, 21)]
+    futures = queue_up(batcher, pool, values)
+    transit.release()
+    assert [future.result(5) for future in futures] == [plaintext_of(v) for v in values]
+    assert held.result(5) == plaintext_of(ciphertext(0))
+    assert transit.kinds() == [("single", 1), ("batch", 20)]
+    assert sorted(transit.calls[1][1]) == values  # each answer is its own (matched by position)
+
+
+def test_batches_are_capped(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1, max_batch=8)
+    occupy(batcher, transit, pool)
+    futures = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 21)])
+    transit.release()
+    for future in futures:
+        future.result(5)
+    assert transit.kinds() == [("single", 1), ("batch", 8), ("batch", 8), ("batch", 4)]
+    assert batcher.stats()[:3] == (1, 3, 21)
+
+
+def test_a_tampered_item_fails_alone(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1)
+    occupy(batcher, transit, pool)
+    values = [ciphertext(n, tampered=n % 3 == 0) for n in range(1, 10)]
+    futures = queue_up(batcher, pool, values)
+    transit.release()
+    for value, future in zip(values, futures, strict=True):
+        if b":BAD" in value:
+            assert isinstance(future.exception(5), CiphertextAuthenticationFailed)
+        else:
+            assert future.result(5) == plaintext_of(value)
+    assert ("batch", 9) in transit.kinds()
+
+
+def test_a_failed_request_fails_each_of_its_items_with_its_own_exception(
+    make_batcher, transit, pool
+):
+    batcher = make_batcher(max_in_flight=1)
+    occupy(batcher, transit, pool)
+    futures = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 6)])
+    joined = pool.submit(batcher.decrypt, ciphertext(1), AAD)
+    transit.fail_whole = OpenBaoUnavailable("OpenBao failed to serve the request (HTTP 503)")
+    transit.release()
+    errors = [future.exception(5) for future in [*futures, joined]]
+    assert all(isinstance(error, OpenBaoUnavailable) for error in errors)
+    assert len({id(error) for error in errors}) == len(errors)  # no shared traceback
+
+
+def test_a_bug_reaches_each_caller_and_the_sender_lives_on(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1)
+    occupy(batcher, transit, pool)
+    futures = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
+    transit.fail_whole = ZeroDivisionError()
+    transit.release()
+    assert all(isinstance(future.exception(5), ZeroDivisionError) for future in futures)
+    transit.fail_whole = None
+    transit.hold()
+    held = pool.submit(batcher.decrypt, ciphertext(50), AAD)
+    assert transit.entered.acquire(timeout=5)
+    later = queue_up(batcher, pool, [ciphertext(51), ciphertext(52)])
+    transit.release()
+    assert [f.result(5) for f in [held, *later]] == [
+        plaintext_of(ciphertext(n)) for n in (50, 51, 52)
+    ]
+
+
+def test_an_item_whose_deadline_passes_in_the_queue_is_never_sent(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1)
+    occupy(batcher, transit, pool)
+    soon = time.monotonic() + 0.2
+    late = queue_up(batcher, pool, [ciphertext(1)], deadline=soon)
+    patient = queue_up(batcher, pool, [ciphertext(2)], deadline=time.monotonic() + 10)
+    error = late[0].exception(5)
+    assert isinstance(error, DeadlineExceeded)
+    assert "in the queue" in str(error)
+    assert batcher.queued == 1
+    transit.release()
+    assert patient[0].result(5) == plaintext_of(ciphertext(2))
+    assert ciphertext(1) not in transit.sent()
+    assert batcher.stats().expired == 1
+
+
+def test_an_expired_item_is_dropped_when_the_batch_is_taken(
+    transit: FakeTransit, pool: ThreadPoolExecutor
+) -> None:
+    """Deadlines are read on the batcher's clock when a batch is formed."""
+    now = [100.0]
+    fake: BatchTransit = transit
+    batcher = DecryptBatcher(fake, max_in_flight=1, clock=lambda: now[0])
+    try:
+        occupy(batcher, transit, pool)
+        # both wait up to 10 s of real time (the Event) but the clock says one has expired
+        futures = queue_up(batcher, pool, [ciphertext(1)], deadline=now[0] + 5)
+        futures += queue_up(batcher, pool, [ciphertext(2)], deadline=now[0] + 50)
+        now[0] += 10
+        transit.release()
+        assert isinstance(futures[0].exception(5), DeadlineExceeded)
+        assert futures[1].result(5) == plaintext_of(ciphertext(2))
+        assert ciphertext(1) not in transit.sent()
+    finally:
+        transit.release()
+        batcher.close()
+
+
+def test_a_waiter_that_times_out_leaves_the_others_their_answer(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1)
+    held = occupy(batcher, transit, pool, n=3)
+    impatient = pool.submit(batcher.decrypt, ciphertext(3), AAD, deadline=time.monotonic() + 0.1)
+    assert isinstance(impatient.exception(5), DeadlineExceeded)
+    assert "for OpenBao" in str(impatient.exception())
+    transit.release()
+    assert held.result(5) == plaintext_of(ciphertext(3))
+
+
+def test_a_full_queue_refuses_at_once_and_only_new_items(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1, max_queued=3)
+    occupy(batcher, transit, pool)
+    queued = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
+    started = time.monotonic()
+    with pytest.raises(Overloaded):
+        batcher.decrypt(ciphertext(9), AAD, deadline=time.monotonic() + 10)
+    assert time.monotonic() - started < 1
+    assert batcher.stats().refused == 1
+    duplicate = pool.submit(batcher.decrypt, ciphertext(2), AAD)  # joins: no new item
+    transit.release()
+    assert [f.result(5) for f in [*queued, duplicate]] == [
+        plaintext_of(ciphertext(n)) for n in (1, 2, 3, 2)
+    ]
+
+
+def test_below_the_bound_a_caller_waits_its_turn(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1, max_queued=100)
+    occupy(batcher, transit, pool)
+    futures = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 60)])
+    time.sleep(0.05)
+    assert not any(future.done() for future in futures)
+    transit.release()
+    assert all(future.result(5) for future in futures)
+
+
+def test_encrypt_passes_straight_through(make_batcher, transit):
+    batcher = make_batcher()
+    assert batcher.encrypt(b"seed", 3, AAD) == b"vault:v3:seed"
+    assert transit.kinds() == [("encrypt", 1)]
+
+
+def test_close_sends_what_is_queued_then_decrypts_go_one_by_one(make_batcher, transit, pool):
+    batcher = make_batcher(max_in_flight=1)
+    occupy(batcher, transit, pool)
+    futures = queue_up(batcher, pool, [ciphertext(1), ciphertext(2)])
+    closing = pool.submit(batcher.close)
+    transit.release()
+    closing.result(5)
+    assert [f.result(5) for f in futures] == [plaintext_of(ciphertext(n)) for n in (1, 2)]
+    assert batcher.decrypt(ciphertext(3), AAD) == plaintext_of(ciphertext(3))
+    assert transit.kinds()[-1] == ("single", 1)
+
+
+@pytest.mark.parametrize("options", [{"max_batch": 0}, {"max_batch": OPENBAO_MAX_BATCH + 1}])
+def test_a_batch_beyond_openbaos_limit_is_refused(transit, options):
+    with pytest.raises(ValueError, match="max_batch"):
+        DecryptBatcher(transit, **options)
+
+
+def test_a_storm_is_answered_right_with_few_requests(make_batcher, transit, pool):
+    """Many callers, duplicates among them, no gate: every answer right, in far fewer OpenBao
+    requests than calls."""
+    batcher = make_batcher()
+    transit.delay = 0.002
+    values = [ciphertext(n % 150) for n in range(600)]
+    results = list(pool.map(lambda v: batcher.decrypt(v, AAD), values))
+    assert results == [plaintext_of(v) for v in values]
+    assert len(transit.calls) < len(values) / 4

@@ -48,6 +48,7 @@ class FakeTransit:
         self.gate.set()
         self.entered = threading.Semaphore(0)
         self.fail_whole: Exception | None = None
+        self.fail_once: Exception | None = None  # the next call only
         self.delay = 0.0  # seconds each call takes, as a round trip to OpenBao would
         self._lock = threading.Lock()
 
@@ -65,6 +66,10 @@ class FakeTransit:
         time.sleep(self.delay)
         if self.fail_whole is not None:
             raise self.fail_whole
+        with self._lock:
+            once, self.fail_once = self.fail_once, None
+        if once is not None:
+            raise once
 
     @staticmethod
     def _outcome(value: bytes) -> bytes | KmsError:
@@ -300,6 +305,21 @@ def test_a_waiter_that_times_out_leaves_the_others_their_answer(make_batcher, tr
     assert "for OpenBao" in str(impatient.exception())
     transit.release()
     assert held.result(5) == plaintext_of(ciphertext(3))
+
+
+def test_a_joiner_with_more_time_does_not_inherit_the_leaders_deadline(make_batcher, transit, pool):
+    """The leader's call ends DEADLINE_EXCEEDED on the leader's deadline; a caller that joined
+    it with a later deadline asks again and gets its plaintext."""
+    batcher = make_batcher(max_in_flight=1)
+    leader = occupy(batcher, transit, pool, n=3)
+    joiner = pool.submit(batcher.decrypt, ciphertext(3), AAD, deadline=time.monotonic() + 20)
+    wait_for(lambda: batcher.stats().coalesced == 1, timeout=5, interval=0.005)
+    transit.fail_once = DeadlineExceeded("deadline passed while waiting for OpenBao")
+    transit.release()
+    with pytest.raises(DeadlineExceeded):
+        leader.result(5)
+    assert joiner.result(5) == plaintext_of(ciphertext(3))
+    assert transit.sent() == [ciphertext(3), ciphertext(3)]
 
 
 def test_a_full_queue_refuses_at_once_and_only_new_items(make_batcher, transit, pool):

@@ -243,6 +243,12 @@ class DecryptBatcher:
                     where = "in the queue" if queued else "for OpenBao"
                     raise DeadlineExceeded(f"deadline passed while the Decrypt waited {where}")
         if item.error is not None:
+            if isinstance(item.error, DeadlineExceeded) and (
+                deadline is None or self._clock() < deadline
+            ):
+                # The shared call ran on an earlier caller's (shorter) deadline; this caller
+                # still has time, so it asks again rather than inherit someone else's timeout.
+                return self.decrypt(*item.key, deadline=deadline)
             raise _own_copy(item.error)
         return item.plaintext
 

@@ -7,10 +7,10 @@ measures (absolute numbers swing by 25% or more between runs on a shared machine
   the ceiling for any Python plugin here, in calls per second and server CPU per call;
 * **direct**: a lean Python client calling Transit directly, one decrypt per HTTP request;
 * **storm**: a cold-start storm through the provider's socket (``bao-kms-provider serve`` in
-  its own process, restarted before each storm) over N ciphertexts it has never decrypted, for
-  each codec twin with batching on and off, plus a variant with 50% duplicates (each
-  ciphertext asked twice at once) that counts what OpenBao saw (items must not exceed the
-  distinct count);
+  its own process, a fresh one for each variant) over N ciphertexts it has never decrypted, for
+  each codec twin with batching on and off, then a storm with 50% duplicates (N calls over N/2
+  fresh ciphertexts, each asked twice at once) that counts the requests and items OpenBao saw
+  (from the provider's ``/metrics``);
 * **latency**: p50/p99 of Status, Encrypt and Decrypt at low load (one caller), C=8 and C=64;
 * **memory**: peak RSS (VmHWM) through repeated storms of ``--memory-requests`` Decrypts, and
   the RSS after each (no growth across storms).

@@ -109,19 +109,20 @@ def markdown(result: dict[str, Any], codec: dict[str, Any] | None = None) -> str
     return "\n".join(lines)
 
 
-def codec_means(codec: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """group -> {"python": mean seconds, "cython": mean seconds} from a pytest-benchmark JSON."""
+def codec_times(codec: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """group -> {"python": seconds, "cython": seconds}, each twin's fastest round (the least
+    disturbed by a busy machine), from a pytest-benchmark JSON."""
     groups: dict[str, dict[str, float]] = {}
     for bench in codec["benchmarks"]:
         twin = "cython" if "[cython" in bench["name"] else "python"
-        groups.setdefault(bench["group"], {})[twin] = bench["stats"]["mean"]
+        groups.setdefault(bench["group"], {})[twin] = bench["stats"]["min"]
     return groups
 
 
 def codec_table(codec: dict[str, Any]) -> str:
-    lines = ["| codec function | pure µs | compiled µs | compiled speed-up |"]
+    lines = ["| codec function (fastest round) | pure µs | compiled µs | compiled speed-up |"]
     lines.append("|---|---:|---:|---:|")
-    for group, twins in sorted(codec_means(codec).items(), key=lambda g: _order(g[0])):
+    for group, twins in sorted(codec_times(codec).items(), key=lambda g: _order(g[0])):
         if "python" in twins and "cython" in twins:
             lines.append(
                 f"| {group} | {twins['python'] * 1e6:.2f} | {twins['cython'] * 1e6:.2f} "

@@ -209,3 +209,14 @@ def test_batch_answer_parity(cy_codec: ModuleType, answer: tuple[Any, Any]) -> N
 def test_odd_batch_arguments(cy_codec: ModuleType, argument: Any) -> None:
     assert_same(cy_codec, "decrypt_batch_request_body", argument)
     assert_same(cy_codec, "parse_decrypt_batch_response", argument, 1)
+
+
+@pytest.mark.compiled
+def test_a_shared_aad_is_checked_once_and_others_each_time(cy_codec: ModuleType) -> None:
+    """The compiled builder skips scanning an AAD object it has just found plain: a different
+    object after it, plain or not, is still scanned."""
+    shared = AAD * 20
+    for odd in ['quote"d', "\u2028", None, 7, AAD * 20, shared]:
+        assert_same(
+            cy_codec, "decrypt_batch_request_body", [(CIPHERTEXT, shared)] * 3 + [(CIPHERTEXT, odd)]
+        )

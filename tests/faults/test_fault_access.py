@@ -174,11 +174,6 @@ def test_credentials_replaced_under_load(
     matrix.record("credentials_replaced", Measured(None, first_success, note))
 
 
-@pytest.mark.xfail(
-    reason="token file auth takes lookup-self's remaining TTL below creation_ttl for a max-TTL "
-    "cap (Lease.capped), so a token looked up after it aged is never renewed",
-    strict=True,
-)
 def test_renewal_is_blocked_only_by_what_blocks_it(
     openbao: EmbeddedOpenBao,
     fresh_key: Callable[..., tuple[str, str]],

@@ -43,6 +43,10 @@ class Lease:
     #: what a renewal normally grants (the role's token_ttl, or a periodic token's period);
     #: a renewal granting less has reached the token's max TTL
     natural_ttl: float
+    #: True when this lease is a renewal's grant cut short by the max TTL: renewing again
+    #: cannot help, only a new login can. Never set from a login or a lookup: a token looked
+    #: up a while after it was issued naturally has less left than its natural TTL.
+    capped: bool = False
 
     @property
     def expires_at(self) -> float:
@@ -51,11 +55,6 @@ class Lease:
     @property
     def renew_at(self) -> float:
         return self.granted_at + self.ttl * RENEW_FRACTION if self.ttl > 0 else math.inf
-
-    @property
-    def capped(self) -> bool:
-        """True when the last grant was cut short by the max TTL: renewing cannot help."""
-        return 0 < self.ttl < self.natural_ttl
 
 
 class TokenCalls:
@@ -112,7 +111,11 @@ class TokenCalls:
             # token with a TTL means "dying now", never "lives forever"
             ttl = DYING_TTL
         return replace(
-            lease, granted_at=granted_at, ttl=ttl, renewable=auth.get("renewable") is True
+            lease,
+            granted_at=granted_at,
+            ttl=ttl,
+            renewable=auth.get("renewable") is True,
+            capped=0 < ttl < lease.natural_ttl,
         )
 
     def lookup(self, token: str) -> Lease | None:

@@ -28,7 +28,14 @@ from ..identity import Identity, KeyVersion
 from ..logs import short_hash
 from ..openbao.key_metadata import KeyMetadata
 from ..reasons import KEY_LINEAGE, Reason
-from .registry import RECOVERY, RegistryError, StateConflict, StoredState, VersionRegistry
+from .registry import (
+    RECOVERY,
+    RegistryError,
+    StateConflict,
+    StateWriteFailed,
+    StoredState,
+    VersionRegistry,
+)
 from .rotation import (
     DECRYPTABLE,
     KeyState,
@@ -173,7 +180,9 @@ class RotationTracker:
     def adopt(self, key: KeyMetadata) -> tuple[KeyVersions, bool]:
         """The request path's refresh: new versions become decryptable (written first);
         returns the versions and whether any was added. Never promotes, never changes the
-        problems Status reports: that is the probes' call."""
+        problems Status reports: that is the probes' call. Raises :class:`StateWriteFailed`
+        when new versions were read but could not be written (so they are not served): the
+        caller must not take that for "no such version"."""
         with self._lock:
             if KEY_LINEAGE.intersection(self.current.problems):
                 return self.current, False  # the probes judged the history rewritten: wait
@@ -189,7 +198,7 @@ class RotationTracker:
                 return self._publish(observation.state, current.problems, None), True
             written, write_problem = self._write(state, observation.state)
             if write_problem is not None or written is not observation.state:
-                return current, False
+                raise StateWriteFailed("new key versions could not be written to the registry")
             candidate = None if current.candidate is None else current.candidate.version
             return self._publish(written, current.problems, candidate), True
 

@@ -360,8 +360,11 @@ def _read_body(response: urllib3.BaseHTTPResponse, limit: int) -> bytes:
             "OpenBao answered with a compressed body; refused"
         )
     declared = response.headers.get("Content-Length", "").strip()
-    if declared.isdigit():
-        if int(declared) > limit:
+    # ASCII digits only ("²".isdigit() is True, but int() refuses it), and no int() of a
+    # number far too long to be within the limit (int() refuses over 4300 digits)
+    if declared.isascii() and declared.isdigit():
+        digits = declared.lstrip("0") or "0"
+        if len(digits) > len(str(limit)) or int(digits) > limit:
             raise _too_large(limit)
         return response.read(decode_content=False)  # exactly the declared length
     chunks = []

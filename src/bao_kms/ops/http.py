@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -51,6 +52,17 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     routes: Mapping[str, Route] = {}
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback to stderr, which carries JSON lines only. A client
+        # that hung up mid-request (a probe or a scrape timing out) is not worth a line.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        log.error(
+            "ops endpoint failed with a bug",
+            extra={"event": "http_bug", "error_type": type(error).__name__},
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):

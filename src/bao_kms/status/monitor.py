@@ -55,7 +55,7 @@ from ..errors import (
 )
 from ..identity import Identity, KeyVersion
 from ..keys.profile import key_profile_problems
-from ..keys.registry import MemoryRegistry
+from ..keys.registry import MemoryRegistry, RegistryError
 from ..keys.rotation import RotationPolicy
 from ..keys.tracker import KeyVersions, RotationTracker
 from ..openbao.answers import Answer, error_class, wakes_probes
@@ -203,6 +203,11 @@ class StatusMonitor:
         failure (UNAVAILABLE) rather than NOT_FOUND.
         """
         self._last_unknown_refresh = now
+        # Until the read and the merge have both worked (a bug in either included), callers
+        # sharing this refresh get this, never NOT_FOUND: nothing was established.
+        self._refresh_error = KeyIdNotChecked(
+            "key_id is unknown and the key refresh did not complete; retry"
+        )
         try:
             key = self._transit.read_key(deadline=deadline)
         except DeadlineExceeded:
@@ -216,8 +221,14 @@ class StatusMonitor:
             raise
         finally:
             self._refreshes_done += 1
+        try:
+            added = self._adopt_versions(key)
+        except RegistryError:
+            # read, but not written (so not served): OpenBao may well have the version
+            self._wake.set()  # the probes report the registry's problem
+            raise copy.copy(self._refresh_error) from None
         self._refresh_error = None
-        if self._adopt_versions(key):
+        if added:
             self._wake.set()  # a new version: let the probes judge it (and maybe promote it)
 
     def _adopt_versions(self, key: KeyMetadata) -> bool:

@@ -51,7 +51,7 @@ import yaml
 from load_support import Child, KmsCalls, Run, closed_loop, cpu_seconds, free_port, scrape
 
 from bao_kms._proto import api_pb2
-from bao_kms.embedded import EmbeddedOpenBao
+from bao_kms.embedded import EmbeddedOpenBao, find_bao_binary
 from bao_kms.identity import Identity
 from bao_kms.manifests import openbao_policy
 
@@ -378,7 +378,9 @@ def machine() -> dict[str, Any]:
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii") as cpuinfo:
         names = (line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
         model = next(names, "")
-    bao = subprocess.run(["bao", "version"], capture_output=True, text=True, check=False).stdout
+    bao = subprocess.run(
+        [find_bao_binary(), "version"], capture_output=True, text=True, check=False
+    ).stdout
     return {
         "cpu": model,
         "cpus": os.cpu_count(),

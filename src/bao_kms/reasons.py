@@ -76,7 +76,8 @@ class Reason(StrEnum):
     AUTH_CREDENTIAL_INVALID = (
         "auth_credential_invalid",
         "no token can be had: a credential file (token, role or secret ID, JWT) is missing, "
-        "unreadable, readable by other users, empty, malformed or expired (the log names it)",
+        "unreadable, readable by other users, empty, malformed, or holds a token that expired or "
+        "was revoked (the log names it)",
         "fix the file (it is re-read before each login)",
     )
     AUTH_LOGIN_REFUSED = (
@@ -94,7 +95,7 @@ class Reason(StrEnum):
     OPENBAO_PERMISSION_DENIED = (
         "openbao_permission_denied",
         "the policy does not allow a call (HTTP 403 while the token itself is valid)",
-        "apply `deploy/openbao-policy.hcl`",
+        "apply the policy `bao-kms-provider policy --config FILE` prints",
     )
     OPENBAO_NOT_FOUND = (
         "openbao_not_found",

@@ -107,10 +107,13 @@ def test_load_across_token_lifetimes_and_a_revocation(
     assert result.calls["decrypt"] > 100
     assert result.failures == []  # none before the revocation, none after it either
     assert result.first_success_after(revoked_at) < 5.0
-    # 5 s max TTL: a re-login every ~4 s, renewals in between
+    # 5 s max TTL: a re-login every ~4 s (the revocation forces one more), renewals in
+    # between. How many renewals land before each cap depends on thread timing on a busy
+    # machine, so at least one renewal is seen hitting the max TTL, and the logins count
+    # the re-logins: the first, one after the cap, one after the revocation.
     assert logins[LoginStatus.SUCCESS] >= 3
     assert renewals[RenewalStatus.SUCCESS] >= 2
-    assert renewals[RenewalStatus.MAX_TTL] >= 2
+    assert renewals[RenewalStatus.MAX_TTL] >= 1
     assert logins[LoginStatus.REFUSED] == logins[LoginStatus.INVALID_CREDENTIAL] == 0
     assert provider.healthz() == "ok"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -298,3 +299,19 @@ def test_init_then_the_setup_script_then_doctor_passes(
     code, findings = doctor(generated, "--encryption-config", str(out / Phase.FINAL.filename))
     assert code == 0, findings
     assert set(statuses(findings).values()) == {"pass"}
+
+
+def test_doctor_beside_a_running_provider_uses_ports_of_its_own(
+    node: Callable[..., Node], doctor: Doctor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runbooks run doctor on a node whose provider is serving: its health and metrics
+    ports are taken. The round trip must not try to listen on them."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        monkeypatch.setenv("BAO_KMS_HEALTH_ADDRESS", address)
+        monkeypatch.setenv("BAO_KMS_METRICS_ADDRESS", address)
+        code, findings = doctor(node().least_privilege_token())
+    assert findings["round_trip"]["status"] == "pass", findings["round_trip"]
+    assert code == 0

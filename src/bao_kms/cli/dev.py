@@ -90,7 +90,13 @@ def _dev(args: argparse.Namespace, latch: SignalLatch) -> int:
         token_file = workdir / "openbao-token"
         _write_private(token_file, token)
         document = {
-            "server": {"socketPath": str(socket_path), "socketMode": "0660"},
+            # free loopback ports: a second dev, or dev beside a real provider, must not clash
+            "server": {
+                "socketPath": str(socket_path),
+                "socketMode": "0660",
+                "healthAddress": "127.0.0.1:0",
+                "metricsAddress": "127.0.0.1:0",
+            },
             # its own dev server on loopback: the one place plain http is chosen for the user
             "openbao": {
                 "addresses": [openbao.address],
@@ -110,7 +116,7 @@ def _dev(args: argparse.Namespace, latch: SignalLatch) -> int:
             "logging": {"level": args.log_level},
         }
         config_file = workdir / "config.yaml"
-        config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        _write_private(config_file, yaml.safe_dump(document, sort_keys=False))
         provider = Provider(load_config(config_file))
         provider.start()
         deadline = time.monotonic() + HEALTHY_TIMEOUT
@@ -122,6 +128,8 @@ def _dev(args: argparse.Namespace, latch: SignalLatch) -> int:
         print(f"OpenBao dev server : {openbao.address} (pid {openbao.pid})")
         print(f"KMS socket         : {socket_path}")
         print(f"config             : {config_file}")
+        for path, address in sorted(provider.ops.addresses.items()):
+            print(f"{path:<19}: http://{address}{path}")
         print("\nEncryptionConfiguration for kube-apiserver:\n")
         print(encryption_configuration("bao-kms-dev", str(socket_path)))
         print("self-probe         :", probe_text(report), end="")

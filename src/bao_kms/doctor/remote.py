@@ -61,8 +61,15 @@ class OpenBaoChecks:
     def __init__(self, config: Config) -> None:
         # short and private: AF_UNIX paths are limited, and nobody else may connect
         self._workdir = Path(tempfile.mkdtemp(prefix="bao-kms-doctor-"))
+        # the node's own provider may be serving: its socket and health/metrics ports are
+        # taken, so the round trip listens on a private socket and on ports of its own
         server = config.server.model_copy(
-            update={"socket_path": str(self._workdir / "kms.sock"), "socket_group": None}
+            update={
+                "socket_path": str(self._workdir / "kms.sock"),
+                "socket_group": None,
+                "health_address": "127.0.0.1:0",
+                "metrics_address": "127.0.0.1:0",
+            }
         )
         # the node's provider holds the key registry's lock; the round trip keeps its own
         state = config.state.model_copy(update={"path": None})

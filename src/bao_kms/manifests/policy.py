@@ -111,6 +111,7 @@ def setup_script(
 # to every control-plane node as the config names them, owned by the provider's user, 0600.
 set -euo pipefail
 OUT="${{OUT:-.}}"
+(umask 077 && mkdir -p "$OUT")
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 
 # 1. The Transit mount, refusing to create keys on first use (disable_upsert).

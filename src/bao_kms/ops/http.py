@@ -184,7 +184,8 @@ class OpsEndpoints:
             if thread.is_alive():
                 server.shutdown()
             server.server_close()
-            thread.join(5)
+            if thread.ident is not None:  # a start that failed half-way never started it
+                thread.join(5)
 
     # --- routes -------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import argparse
 import datetime
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,18 @@ from ..config import ENV_CONFIG, Config, load_config
 from ..errors import ConfigError, KmsError
 from ..identity import Identity
 from ..keys.registry import FileRegistry, RegistryError, StoredState, registry_scope
-from ..keys.rotation import KeyState
+from ..keys.rotation import KeyState, PlanError
 from ..logs import short_hash
 from ..openbao.key_metadata import KeyMetadata
-from ._output import EXIT_CHECK_FAILED, EXIT_USAGE, add_output_option, emit, fail
+from ._output import (
+    EXIT_CHECK_FAILED,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_output_option,
+    emit,
+    fail,
+)
 
 
 class CommandFailed(Exception):
@@ -147,3 +156,48 @@ def live_key_or_problem(config: Config) -> tuple[KeyMetadata | None, str]:
         return read_live_key(config), ""
     except (KmsError, ConfigError) as error:
         return None, f"cannot read the key's metadata from OpenBao: {error}"
+
+
+def plan_version_change(
+    config: Config,
+    args: argparse.Namespace,
+    *,
+    command: str,
+    change: Callable[[KeyState], tuple[KeyState, list[int]]],
+    report_key: str,
+    nothing: str,
+    plan: Callable[[list[int]], str],
+    after: Callable[[list[int]], str] | None = None,
+) -> tuple[dict[str, Any], str, int]:
+    """The one flow of ``retire-versions`` and ``restore-versions``: read the registry, plan
+    *change* on its state, and write it only with ``--apply`` and the hash the plan showed.
+
+    *command* is the command line that applies the plan (its options, without ``--apply``);
+    *plan* and *after* word the plan and the step after a write for the chosen versions.
+    """
+    registry = file_registry(config)
+    stored = registry.read()
+    if stored is None:
+        raise CommandFailed("there is no key registry yet: nothing to change", EXIT_ERROR)
+    try:
+        new_state, chosen = change(stored.state)
+    except PlanError as error:
+        raise CommandFailed(str(error), EXIT_ERROR) from None
+    report: dict[str, Any] = {"state": stored_facts(stored), report_key: chosen, "applied": False}
+    lines = [f"state hash: {stored.hash} (generation {stored.generation})"]
+    lines.append(plan(chosen) if chosen else nothing)
+    if chosen and args.apply:
+        apply_guard(args, stored.hash)
+        written = registry.save(new_state, stored)
+        report |= {"applied": True, "new_state": stored_facts(written)}
+        lines.append(f"written: generation {written.generation}, hash {written.hash}")
+        if after is not None:
+            lines.append(after(chosen))
+    elif chosen:
+        config_option = f" --config {args.config}" if args.config else ""
+        lines.append(
+            f"to apply: {command}{config_option} --apply --expected-state-hash {stored.hash}"
+        )
+    report["versions"] = describe_versions(new_state, identity(config))
+    lines.append("versions after:\n" + versions_text(report["versions"]).rstrip("\n"))
+    return report, "\n".join(lines) + "\n", EXIT_OK

@@ -12,19 +12,8 @@ import argparse
 from typing import Any
 
 from ..config import Config
-from ..keys.rotation import PlanError, restore
-from ._key_state import (
-    CommandFailed,
-    add_common_options,
-    apply_guard,
-    describe_versions,
-    file_registry,
-    identity,
-    run_command,
-    stored_facts,
-    versions_text,
-)
-from ._output import EXIT_ERROR, EXIT_OK
+from ..keys.rotation import restore
+from ._key_state import add_common_options, plan_version_change, run_command
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,38 +39,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def change(config: Config, args: argparse.Namespace) -> tuple[dict[str, Any], str, int]:
-    registry = file_registry(config)
-    stored = registry.read()
-    if stored is None:
-        raise CommandFailed("there is no key registry yet: nothing to restore", EXIT_ERROR)
-    try:
-        new_state, chosen = restore(stored.state, args.versions)
-    except PlanError as error:
-        raise CommandFailed(str(error), EXIT_ERROR) from None
-    report: dict[str, Any] = {
-        "state": stored_facts(stored),
-        "restore_versions": chosen,
-        "applied": False,
-    }
-    lines = [f"state hash: {stored.hash} (generation {stored.generation})"]
-    if not chosen:
-        lines.append("nothing to do: none of these versions is withdrawn")
-    else:
-        versions = ", ".join(map(str, chosen))
-        lines.append(
-            f"plan: version(s) {versions} become retired (decryptable) again; lower "
-            f"min_decryption_version to {min(chosen)} or below in OpenBao first"
-        )
-    if chosen and args.apply:
-        apply_guard(args, stored.hash)
-        written = registry.save(new_state, stored)
-        report |= {"applied": True, "new_state": stored_facts(written)}
-        lines.append(f"written: generation {written.generation}, hash {written.hash}")
-    elif chosen:
-        lines.append(
-            f"to apply: restore-versions --versions {','.join(map(str, chosen))} --apply "
-            f"--expected-state-hash {stored.hash}"
-        )
-    report["versions"] = describe_versions(new_state, identity(config))
-    lines.append("versions after:\n" + versions_text(report["versions"]).rstrip("\n"))
-    return report, "\n".join(lines) + "\n", EXIT_OK
+    versions = args.versions
+    return plan_version_change(
+        config,
+        args,
+        command=f"restore-versions --versions {','.join(map(str, versions))}",
+        change=lambda state: restore(state, versions),
+        report_key="restore_versions",
+        nothing="nothing to do: none of these versions is withdrawn",
+        plan=lambda chosen: (
+            f"plan: version(s) {', '.join(map(str, chosen))} become retired (decryptable) "
+            f"again; lower min_decryption_version to {min(chosen)} or below in OpenBao first"
+        ),
+    )

@@ -14,19 +14,8 @@ import argparse
 from typing import Any
 
 from ..config import Config
-from ..keys.rotation import PlanError, retire
-from ._key_state import (
-    CommandFailed,
-    add_common_options,
-    apply_guard,
-    describe_versions,
-    file_registry,
-    identity,
-    run_command,
-    stored_facts,
-    versions_text,
-)
-from ._output import EXIT_ERROR, EXIT_OK
+from ..keys.rotation import retire
+from ._key_state import add_common_options, plan_version_change, run_command
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,41 +34,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def change(config: Config, args: argparse.Namespace) -> tuple[dict[str, Any], str, int]:
-    registry = file_registry(config)
-    stored = registry.read()
-    if stored is None:
-        raise CommandFailed("there is no key registry yet: nothing to retire", EXIT_ERROR)
-    try:
-        new_state, chosen = retire(stored.state, args.before_version)
-    except PlanError as error:
-        raise CommandFailed(str(error), EXIT_ERROR) from None
-    report: dict[str, Any] = {
-        "state": stored_facts(stored),
-        "withdraw_versions": chosen,
-        "applied": False,
-    }
-    lines = [f"state hash: {stored.hash} (generation {stored.generation})"]
-    if not chosen:
-        lines.append(f"nothing to do: no retired version below {args.before_version}")
-    else:
-        lines.append(
+    before = args.before_version
+    return plan_version_change(
+        config,
+        args,
+        command=f"retire-versions --before-version {before}",
+        change=lambda state: retire(state, before),
+        report_key="withdraw_versions",
+        nothing=f"nothing to do: no retired version below {before}",
+        plan=lambda chosen: (
             f"plan: withdraw version(s) {', '.join(map(str, chosen))} from Decrypt; their "
             "key_ids will get FAILED_PRECONDITION"
-        )
-    if chosen and args.apply:
-        apply_guard(args, stored.hash)
-        written = registry.save(new_state, stored)
-        report |= {"applied": True, "new_state": stored_facts(written)}
-        lines.append(f"written: generation {written.generation}, hash {written.hash}")
-        lines.append(
+        ),
+        after=lambda _: (
             "next: once every node shows them withdrawn (`rotation-plan`), raise "
-            f"min_decryption_version to {args.before_version} in OpenBao"
-        )
-    elif chosen:
-        lines.append(
-            f"to apply: retire-versions --before-version {args.before_version} --apply "
-            f"--expected-state-hash {stored.hash}"
-        )
-    report["versions"] = describe_versions(new_state, identity(config))
-    lines.append("versions after:\n" + versions_text(report["versions"]).rstrip("\n"))
-    return report, "\n".join(lines) + "\n", EXIT_OK
+            f"min_decryption_version to {before} in OpenBao"
+        ),
+    )

@@ -22,6 +22,7 @@ import pytest
 
 from _support import wait_for
 from _support.rotation_nodes import Node, bao_rotate
+from _support.serve_process import ServeProcess
 from bao_kms.embedded import EmbeddedOpenBao
 
 pytestmark = pytest.mark.openbao
@@ -173,3 +174,49 @@ def test_time_from_rotate_to_new_key_id_in_status(
         f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} rotations"
     )
     assert max(latencies) < 0.2 + 1.0  # one probe interval plus a generous margin
+
+
+def test_three_serve_processes_with_three_state_files_converge(
+    nodes: Callable[..., list[Node]], openbao: EmbeddedOpenBao, socket_dir: Path
+) -> None:
+    """The same as above with three real ``serve`` processes, as on three control-plane nodes:
+    nothing shared but OpenBao and the config's labels; each holds its own state file lock."""
+    group = nodes(3)
+    processes: list[ServeProcess] = []
+    try:
+        for node in group:
+            document = node.document()
+            document["rotation"] = {"stableObservations": 2, "activationDelay": "0s"}
+            workdir = socket_dir / f"proc-{node.name}"
+            workdir.mkdir()
+            processes.append(ServeProcess(document, workdir))
+        for process in processes:
+            process.wait_healthy()
+        (old,) = {process.client.status().key_id for process in processes}
+        before = processes[0].client.encrypt(b"a" * 32)
+        bao_rotate(openbao, group[0].mount)
+        seen: dict[int, list[str]] = {index: [old] for index in range(3)}
+
+        def converged() -> bool:
+            for index, process in enumerate(processes):
+                key_id = process.client.status().key_id
+                if key_id and key_id != seen[index][-1]:
+                    seen[index].append(key_id)
+            return all(len(ids) == 2 for ids in seen.values())
+
+        wait_for(converged, timeout=30, interval=0.02)
+        new = seen[0][1]
+        assert new != old and all(ids == [old, new] for ids in seen.values())
+        after = processes[2].client.encrypt(b"b" * 32)
+        assert after.key_id == new
+        for process in processes:
+            for written, plaintext in ((before, b"a" * 32), (after, b"b" * 32)):
+                answer = process.client.decrypt(
+                    written.ciphertext, written.key_id, written.annotations
+                )
+                assert answer.plaintext == plaintext
+        assert len({node.state_path for node in group}) == 3
+        assert all(node.state_path.exists() for node in group)
+    finally:
+        for process in processes:
+            process.stop()

@@ -183,10 +183,12 @@ def test_renewal_is_blocked_only_by_what_blocks_it(
     renewed past its TTL, even when it was issued a while before the provider read it."""
     mount, key = fresh_key()
     running = fault_provider(mount=mount, key=key)
-    token = _token(openbao, mount, ttl="3s")
-    time.sleep(1.2)  # an agent wrote it a moment ago; lookup-self now says ttl 1 or 2
+    # a TTL long enough that a renewal due at 2/3 of what is left cannot be missed by a
+    # provider that notices the new file up to a second late on a busy machine
+    token = _token(openbao, mount, ttl="6s")
+    time.sleep(1.2)  # an agent wrote it a moment ago; lookup-self now says ttl 4 or 5
     replace_private(_token_file(running), token)
-    time.sleep(3.5)  # past the TTL it was issued with
+    time.sleep(7.0)  # past the TTL it was issued with
     renewals = running.provider.auth.stats.renewals()
     assert running.client.status().healthz == "ok"
     assert renewals[RenewalStatus.SUCCESS] >= 1, renewals

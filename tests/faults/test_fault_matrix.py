@@ -95,6 +95,7 @@ def cluster() -> Iterator[RaftCluster]:
         yield running
 
 
+@pytest.mark.slow
 def test_raft_active_node_killed_under_load(
     cluster: RaftCluster, socket_dir: Path, matrix: Matrix
 ) -> None:

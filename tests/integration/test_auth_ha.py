@@ -19,7 +19,7 @@ from _support.openbao_tls import RaftCluster
 from _support.provider_load import LoadedProvider, load_seconds, run_load
 from bao_kms.openbao.auth import LoginStatus, RenewalStatus
 
-pytestmark = [pytest.mark.openbao, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.openbao, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")

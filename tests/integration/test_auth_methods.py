@@ -86,6 +86,7 @@ def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
 # --- the load: several TTLs, re-logins at max TTL, revocation --------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setup", METHODS, indirect=True)
 def test_load_across_token_lifetimes_and_a_revocation(
     setup: MethodSetup,

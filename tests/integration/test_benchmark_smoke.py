@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
 MARGIN = "0.5"
 
-pytestmark = [pytest.mark.openbao, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.openbao, pytest.mark.slow, pytest.mark.timeout(150)]
 
 
 def run(*argv: str | Path, timeout: float) -> subprocess.CompletedProcess[str]:

@@ -72,6 +72,7 @@ def _send(channel: grpc.Channel, count: int) -> dict[str, int]:
     return codes
 
 
+@pytest.mark.slow
 def test_20000_malformed_requests_leave_memory_flat_and_never_reach_openbao(
     running: tuple[ServeProcess, FaultProxy],
 ) -> None:

@@ -16,7 +16,8 @@ Gates, in the order they run (each on its own ``bao-kms-provider serve`` process
   record is run on its own) with ``--soak-restarts`` OpenBao restarts; passes when every soak
   bound holds (RSS growth, threads and fds flat, no wrong plaintext, recoveries).
 * **conformance**: ``bao-kms-provider conformance --socket ... --output json`` with a Transit
-  rotation mid-run (``--rotate-command``, ``--expect-rotation``); passes on exit code 0.
+  rotation mid-run (``--rotate-command``, ``--expect-rotation``); passes on exit code 0. A
+  missed latency target is a warning in the figure unless ``--strict-latency`` is given.
 
     python benchmarks/release_evidence.py                      # writes benchmarks/results/
     python benchmarks/release_evidence.py --soak-duration 10m  # with the soak of record
@@ -270,7 +271,9 @@ def soak_gate(stack: Stack, settings: Settings) -> Gate:
     return Gate("soak", report["ok"], figure, details=report)
 
 
-def conformance_gate(stack: Stack, objects: int, samples: int, concurrency: int) -> Gate:
+def conformance_gate(
+    stack: Stack, objects: int, samples: int, concurrency: int, *, strict_latency: bool
+) -> Gate:
     bao = find_bao_binary()
     env = dict(os.environ, BAO_ADDR=stack.openbao.address, BAO_TOKEN=stack.openbao.root_token)
     with stack.provider() as provider:
@@ -279,6 +282,7 @@ def conformance_gate(stack: Stack, objects: int, samples: int, concurrency: int)
         argv += ["--samples", str(samples), "--concurrency", str(concurrency)]
         argv += ["--rotate-command", f"{bao} write -f transit/keys/kms/rotate"]
         argv += ["--expect-rotation", "--rotation-timeout", "30s"]
+        argv += ["--strict-latency"] if strict_latency else []
         done = subprocess.run(argv, capture_output=True, env=env, timeout=600, check=False)
     try:
         report = orjson.loads(done.stdout)
@@ -286,13 +290,18 @@ def conformance_gate(stack: Stack, objects: int, samples: int, concurrency: int)
     except (orjson.JSONDecodeError, KeyError, TypeError):
         tail = done.stderr.decode(errors="replace")[-500:]
         return Gate("conformance", False, f"no JSON report (exit {done.returncode}): {tail}")
-    failed = [c["name"] for c in report["checks"] if c["outcome"] == "fail"]
     figure = (
         f"{summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped, "
         f"{summary['warned']} warned (exit {done.returncode})"
     )
-    if failed:
-        figure += f"; failed: {', '.join(failed)}"
+    for outcome in ("fail", "warn"):
+        named = [
+            f"{c['name']} ({c['detail']})"
+            for c in report["checks"]
+            if c["outcome"].lower() == outcome
+        ]
+        if named:
+            figure += f"; {outcome}: {'; '.join(named)}"
     return Gate("conformance", done.returncode == 0, figure, details=report)
 
 
@@ -337,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conformance-objects", type=int, default=64)
     parser.add_argument("--conformance-samples", type=int, default=100)
     parser.add_argument("--probe-interval", type=parse_duration, default="1s")
+    parser.add_argument(
+        "--strict-latency",
+        action="store_true",
+        help="a missed Encrypt/Decrypt latency target fails the conformance gate (default: a "
+        "warning in the figure; latency depends on the machine, correctness does not)",
+    )
     parser.add_argument("--tiny", action="store_true", help="a smoke: tiny settings throughout")
     parser.add_argument("--output-dir", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
@@ -366,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         ("fault", lambda s: fault_gate(s, args.probe_interval)),
         ("soak", lambda s: soak_gate(s, soak)),
         ("conformance", lambda s: conformance_gate(
-            s, args.conformance_objects, args.conformance_samples, args.storm_concurrency
+            s, args.conformance_objects, args.conformance_samples, args.storm_concurrency,
+            strict_latency=args.strict_latency,
         )),
     ]  # fmt: skip
     try:

@@ -15,7 +15,9 @@ Bounds (exit 1 when one is broken):
 
 * RSS growth from warm-up to the end <= ``--max-rss-growth-mib`` (32); the warm-up (10% of
   the run, 2..30 s) is excluded because the first calls allocate grpcio's and the pool's
-  buffers once, which is not a leak;
+  buffers once, which is not a leak. It ends with bursts of concurrent Status calls at twice
+  the load's concurrency, which grow grpcio's lazily started executor threads past anything
+  the load reaches later (see :func:`_burst`);
 * threads and fds *flat*: the end count at most ``--thread-tolerance`` (2) and
   ``--fd-tolerance`` (the OpenBao pool's size, workers + 2) above the warm-up count: the
   pool may hold a few more idle keep-alive connections after a restart than before, a leak
@@ -90,6 +92,7 @@ class Tally:
 
 
 def percentile_ms(samples: list[float], q: float) -> float | None:
+    """The nearest-rank percentile of *samples* (seconds) in milliseconds; None when empty."""
     if not samples:
         return None
     ordered = sorted(samples)
@@ -342,14 +345,15 @@ def judge(
 def summary_line(report: dict[str, Any]) -> str:
     """One line of the soak's headline figures."""
     res, bounds = report["resources"], report["bounds"]
-    p99 = {rpc: c["p99_ms"] for rpc, c in report["calls"].items()}
+    errors = ", ".join(f"{code} {n}" for code, n in report["errors_by_code"].items()) or "none"
+    p99 = ", ".join(f"{rpc} {c['p99_ms']}" for rpc, c in report["calls"].items())
+    recoveries = ", ".join(f"{r['recovered_after_s']} s" for r in report["restarts"]) or "none"
     return (
-        f"{report['total_calls']} calls, errors {report['errors_by_code'] or 'none'}, "
-        f"wrong plaintext {bounds['wrong_plaintext']['value']}, "
-        f"RSS {res['warm']['rss_mib']}->{res['end']['rss_mib']} MiB, "
-        f"threads {res['warm']['threads']}->{res['end']['threads']}, "
-        f"fds {res['warm']['fds']}->{res['end']['fds']}, p99 ms {p99}, "
-        f"recovery s {[r['recovered_after_s'] for r in report['restarts']]}"
+        f"{report['total_calls']} calls, errors: {errors}; wrong plaintext "
+        f"{bounds['wrong_plaintext']['value']}; RSS {res['warm']['rss_mib']} -> "
+        f"{res['end']['rss_mib']} MiB, threads {res['warm']['threads']} -> "
+        f"{res['end']['threads']}, fds {res['warm']['fds']} -> {res['end']['fds']}; "
+        f"p99 ms: {p99}; recovered after: {recoveries}"
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 GATES = ["storm", "fault", "soak", "conformance"]
 
-pytestmark = [pytest.mark.openbao, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.openbao, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_release_evidence_runs_every_gate_and_writes_one_report(tmp_path: Path) -> None:

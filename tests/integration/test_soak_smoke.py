@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
 
-pytestmark = [pytest.mark.openbao, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.openbao, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import orjson
 
-from ..config import parse_duration
+from ._arguments import positive, seconds, socket_argument
 from ._output import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, add_output_option, emit, fail
-from .probe import socket_argument
 
 INSTALL_HINT = "pip install 'bao-kms-provider[conformance]'"
 
@@ -35,19 +34,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=socket_argument,
         help="the plugin's socket: a path or unix:///path, as in EncryptionConfiguration",
     )
-    parser.add_argument("--timeout", type=_seconds, default=3.0, help="per call (default 3s)")
+    parser.add_argument("--timeout", type=seconds, default=3.0, help="per call (default 3s)")
     parser.add_argument(
         "--ready-timeout",
-        type=_seconds,
+        type=seconds,
         default=10.0,
         help="how long the plugin may take to become healthy (default 10s)",
     )
     parser.add_argument(
-        "--objects", type=_positive, default=64, help="objects written per apiserver lifetime"
+        "--objects", type=positive, default=64, help="objects written per apiserver lifetime"
     )
-    parser.add_argument("--samples", type=_positive, default=100, help="serial calls timed per RPC")
+    parser.add_argument("--samples", type=positive, default=100, help="serial calls timed per RPC")
     parser.add_argument(
-        "--concurrency", type=_positive, default=32, help="threads in the cold-start burst"
+        "--concurrency", type=positive, default=32, help="threads in the cold-start burst"
     )
     parser.add_argument(
         "--rotate-command",
@@ -57,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--rotation-timeout",
-        type=_seconds,
+        type=seconds,
         default=60.0,
         help="wait this long for the key_id to change after a rotation (default 60s)",
     )
@@ -133,16 +132,3 @@ def rotate_hook(command: str | None, timeout: float) -> Callable[[], None] | Non
             raise RotateFailed(f"--rotate-command exited with status {completed.returncode}")
 
     return rotate
-
-
-def _seconds(value: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
-    return int(value)

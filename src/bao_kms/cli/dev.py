@@ -23,9 +23,10 @@ from ..config import load_config
 from ..errors import SocketError
 from ..logs import configure_logging
 from ..manifests import encryption_configuration, openbao_policy
+from ._arguments import socket_argument
 from ._dev_workdir import create_workdir, remove_abandoned
 from ._output import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUNTIME, fail
-from .probe import probe_text, socket_argument
+from .probe import probe_text
 from .signals import SignalLatch
 
 #: how long the provider may take to report healthy before the self-probe runs anyway

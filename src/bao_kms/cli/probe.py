@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..api.client import InvalidSocketEndpoint, socket_path
 from ..api.probe import ProbeReport, run_probe
-from ..config import parse_duration
+from ._arguments import positive, seconds, socket_argument
 from ._output import EXIT_CHECK_FAILED, EXIT_OK, add_output_option, emit
 
 
@@ -20,9 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=socket_argument,
         help="socket path (relative or absolute) or unix:///path, as in EncryptionConfiguration",
     )
-    parser.add_argument("--timeout", type=_seconds, default=3.0, help="per call (default 3s)")
+    parser.add_argument("--timeout", type=seconds, default=3.0, help="per call (default 3s)")
     parser.add_argument(
-        "--rounds", type=_positive, default=1, help="round trips, for latency figures"
+        "--rounds", type=positive, default=1, help="round trips, for latency figures"
     )
     add_output_option(parser)
     parser.set_defaults(run=run)
@@ -45,24 +44,3 @@ def probe_text(report: ProbeReport) -> str:
             f"  max {summary['max']:.3f} ms"
         )
     return "\n".join(lines) + "\n"
-
-
-def socket_argument(value: str) -> str:
-    """``--socket`` as an absolute path; a bad endpoint is a usage error (exit 2)."""
-    try:
-        return socket_path(value)
-    except InvalidSocketEndpoint as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _seconds(value: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
-    return int(value)

@@ -7,9 +7,11 @@ to 107 bytes, which pytest's tmp_path can exceed).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,20 @@ from bao_kms.provider import Provider
 # on a free port, never on the default 127.0.0.1:8787 another test run may hold.
 os.environ.setdefault("BAO_KMS_HEALTH_ADDRESS", "127.0.0.1:0")
 os.environ.setdefault("BAO_KMS_METRICS_ADDRESS", "127.0.0.1:0")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what an in-process CLI run did to logging (``configure_logging``).
+
+    ``main([...])`` points the ``bao_kms`` logger at the test's captured stderr, which pytest
+    closes afterwards, and stops it propagating; every later test would then print "Logging
+    error" tracebacks and lose records to ``caplog``.
+    """
+    logger = logging.getLogger("bao_kms")
+    saved = (list(logger.handlers), logger.level, logger.propagate, threading.excepthook)
+    yield
+    logger.handlers[:], logger.level, logger.propagate, threading.excepthook = saved
 
 
 @pytest.fixture

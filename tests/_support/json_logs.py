@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +42,19 @@ class Lines(logging.Handler):
             for entry in self.parsed()
             if all(entry.get(key) == value for key, value in fields.items())
         ]
+
+    def last(self, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """The newest line matching *fields*, waiting up to *timeout* s for one to appear.
+
+        The monitor publishes a snapshot before it logs the transition, so a test that has just
+        seen Status change may read the log a moment before the line is written.
+        """
+        deadline = time.monotonic() + timeout
+        while not (found := self.find(**fields)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {fields} within {timeout} s")
+            time.sleep(0.02)
+        return found[-1]
 
 
 @contextmanager

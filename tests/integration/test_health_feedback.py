@@ -85,7 +85,7 @@ def test_decrypt_revoked_turns_status_unhealthy_within_15s(
     assert reasons == ["openbao_permission_denied", "deep_probe_decrypt_failed"], reasons
     assert status.key_id == ""
     assert code_of(lambda: running.client.encrypt(seed)) is grpc.StatusCode.FAILED_PRECONDITION
-    warning = logs.find(event="status_unhealthy")[-1]
+    warning = logs.last(event="status_unhealthy")
     assert warning["level"] == "warning" and warning["error_class"] == "permission_denied"
     assert "deep_probe_decrypt_failed" in warning["reasons"]
     print(f"decrypt revoked -> Status not ok after {took:.2f} s")
@@ -93,7 +93,7 @@ def test_decrypt_revoked_turns_status_unhealthy_within_15s(
     openbao.api("PUT", f"sys/policies/acl/kms-{mount}", {"policy": openbao_policy(mount, key)})
     assert running.wait_healthy(timeout=15) == encrypted.key_id
     assert decrypt().plaintext == seed
-    assert logs.find(event="status_healthy")[-1]["level"] == "info"
+    assert logs.last(event="status_healthy")["level"] == "info"
 
 
 def test_min_encryption_version_raised_status_and_encrypt_agree_within_3s(
@@ -152,7 +152,7 @@ def test_expired_token_is_unauthenticated_and_a_new_token_heals_within_10s(
     status = wait_for(lambda: _unhealthy(running), timeout=5, interval=0.1)
     assert TOKEN_REASONS & set(status.healthz.split(",")), status.healthz
     assert "openbao_permission_denied" not in status.healthz
-    warning = logs.find(event="status_unhealthy")[-1]
+    warning = logs.last(event="status_unhealthy")
     assert warning["error_class"] in ("token_rejected", "no_token")
 
     token_file.write_text(openbao.create_token(openbao_policy(mount, key), f"kms-{mount}"))

@@ -107,6 +107,7 @@ class Provider:
                 self.transit,
                 max_batch=config.openbao.decrypt_batch_max,
                 max_queued=config.openbao.decrypt_queue_max,
+                linger=config.openbao.decrypt_batch_linger,
                 clock=clock,
             )
         self.servicer = KeyManagementServicer(

@@ -23,7 +23,7 @@ from bao_kms.errors import (
     OpenBaoUnavailable,
     Overloaded,
 )
-from bao_kms.openbao.batcher import OPENBAO_MAX_BATCH, DecryptBatcher
+from bao_kms.openbao.batcher import GATHER_STEP, OPENBAO_MAX_BATCH, DecryptBatcher
 from bao_kms.openbao.protocols import BatchTransit
 
 pytestmark = pytest.mark.timeout(30)
@@ -381,3 +381,86 @@ def test_a_storm_is_answered_right_with_few_requests(make_batcher, transit, pool
     results = list(pool.map(lambda v: batcher.decrypt(v, AAD), values))
     assert results == [plaintext_of(v) for v in values]
     assert len(transit.calls) < len(values) / 4
+
+
+class RecordingSleep:
+    """The batcher's sleep, recorded (and skipped), so a test can see when a sender lingered."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def test_under_load_the_next_batch_lingers_to_gather_more(make_batcher, transit, pool):
+    sleep = RecordingSleep()
+    batcher = make_batcher(max_in_flight=1, max_batch=8, linger=0.004, sleep=sleep)
+    occupy(batcher, transit, pool)
+    first = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
+    transit.delay = 0.3  # each request now takes a while at "OpenBao"
+    transit.release()
+    assert transit.entered.acquire(timeout=5)  # the 3-item batch is out
+    second = queue_up(batcher, pool, [ciphertext(n) for n in range(10, 12)])
+    for future in first + second:
+        future.result(5)
+    assert transit.kinds() == [("single", 1), ("batch", 3), ("batch", 2)]
+    # the first batch went as soon as the slot was free; the second, queued while a 3-item
+    # request was out, gathered one step, in which nothing more arrived, and went
+    assert sleep.calls == [GATHER_STEP]
+
+
+def test_gathering_goes_on_while_decrypts_arrive_up_to_the_linger(make_batcher, transit, pool):
+    batcher: DecryptBatcher | None = None
+    arrivals = iter(range(100, 200))
+
+    def sleep(seconds: float) -> None:  # each step, one more Decrypt arrives
+        sleep_calls.append(seconds)
+        assert batcher is not None
+        late.extend(queue_up(batcher, pool, [ciphertext(next(arrivals))]))
+
+    sleep_calls: list[float] = []
+    late: list[Future[bytes]] = []
+    batcher = make_batcher(max_in_flight=1, max_batch=64, linger=4 * GATHER_STEP, sleep=sleep)
+    occupy(batcher, transit, pool)
+    first = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
+    transit.delay = 0.3
+    transit.release()
+    assert transit.entered.acquire(timeout=5)
+    second = queue_up(batcher, pool, [ciphertext(n) for n in range(10, 12)])
+    for future in first + second:
+        future.result(5)
+    for future in late:
+        future.result(5)
+    assert sleep_calls == [GATHER_STEP] * 4  # it kept gathering while they came, no longer
+    assert transit.kinds() == [("single", 1), ("batch", 3), ("batch", 6)]
+
+
+def test_a_lone_request_and_a_full_batch_never_linger(make_batcher, transit, pool):
+    sleep = RecordingSleep()
+    batcher = make_batcher(max_in_flight=1, max_batch=4, linger=0.004, sleep=sleep)
+    batcher.decrypt(ciphertext(1), AAD)  # at once, from its own thread
+    occupy(batcher, transit, pool, n=2)
+    futures = queue_up(batcher, pool, [ciphertext(n) for n in range(10, 22)])  # 3 full batches
+    transit.release()
+    for future in futures:
+        future.result(5)
+    assert transit.kinds()[2:] == [("batch", 4)] * 3
+    assert sleep.calls == []  # each batch after the first found a full queue waiting
+
+
+def test_linger_zero_sends_as_soon_as_openbao_answered(make_batcher, transit, pool):
+    sleep = RecordingSleep()
+    batcher = make_batcher(max_in_flight=1, linger=0, sleep=sleep)
+    transit.delay = 0.002
+    values = [ciphertext(n) for n in range(200)]
+    assert list(pool.map(lambda v: batcher.decrypt(v, AAD), values)) == [
+        plaintext_of(v) for v in values
+    ]
+    assert sleep.calls == []
+
+
+@pytest.mark.parametrize("linger", [-0.001, 1.5])
+def test_a_linger_out_of_range_is_refused(transit, linger):
+    with pytest.raises(ValueError, match="linger"):
+        DecryptBatcher(transit, linger=linger)

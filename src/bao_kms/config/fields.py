@@ -81,7 +81,7 @@ def bounded(minimum: float, maximum: float) -> AfterValidator:
     def check(seconds: float) -> float:
         if not minimum <= seconds <= maximum:
             raise ValueError(
-                f"must be between {format_duration(minimum)} and {format_duration(maximum)}"
+                f"must be between {format_delay(minimum)} and {format_duration(maximum)}"
             )
         return seconds
 

@@ -123,6 +123,9 @@ class OpenBaoConfig(_Section):
     decrypt_batch_max: StrictCount = Field(default=128, ge=2, le=200)
     #: distinct Decrypts waiting for a batch; beyond it the answer is RESOURCE_EXHAUSTED
     decrypt_queue_max: StrictCount = Field(default=1024, ge=1, le=65536)
+    #: under load, how long the next Transit batch gathers Decrypts before it is sent (a lone
+    #: Decrypt is sent at once); 0s sends as soon as OpenBao answered the previous batch
+    decrypt_batch_linger: Annotated[Delay, bounded(0, 0.05)] = 0.005
 
     @model_validator(mode="after")
     def _client_certificate_pair(self) -> OpenBaoConfig:

@@ -13,6 +13,9 @@ between the servicer and :class:`~.transit.TransitClient` and is a ``TransitCiph
   own thread, as a plain single decrypt: no added latency at low load. Otherwise it queues,
   and a sender thread takes up to ``max_batch`` queued items into one Transit request as soon
   as a request slot frees (``max_in_flight``), so batches grow with the load and shrink with it.
+  Under load (the previous request carried more than one item) the sender first lingers
+  ``linger`` seconds (2 ms) for more to arrive: each request saved is ~0.6 ms of provider CPU
+  and a share of OpenBao's, which on a small control-plane node is the same CPU.
 * **Per-item outcomes**: a tampered item fails alone (INVALID_ARGUMENT), its neighbours decrypt;
   a failure of the request as a whole fails each of its items. Every item keeps its callers'
   deadline: one that passes while it waits ends that call with DEADLINE_EXCEEDED, and an item
@@ -47,6 +50,15 @@ DEFAULT_MAX_QUEUED = 1024
 #: load makes it. Measured on 2 cores: two or four in flight split the same items into smaller
 #: batches, each costing a whole HTTP request of CPU (~0.6 ms of urllib3), and ran slower.
 DEFAULT_MAX_IN_FLIGHT = 1
+#: the longest a sender gathers items under load before it sends; it stops sooner when a
+#: step (0.5 ms) brings no new Decrypt. Measured on 2 cores, 6,000 fresh Decrypts a run: at 32
+#: concurrent callers no gathering made 4.6 items a request at 1,185-1,322/s, gathering 5 ms
+#: 9-12 items at 1,370-1,640/s, with the provider's CPU per Decrypt down ~20% and OpenBao's
+#: ~40%; at 3 callers a fixed 5 ms wait cost throughput (499/s) where stopping early did not
+#: (585/s). A lone Decrypt never waits.
+DEFAULT_LINGER = 0.005
+#: the gather checks for new arrivals this often; a step without one ends it early
+GATHER_STEP = 0.0005
 
 # An item's life: waiting in the queue, then sent (or sent at once), then done.
 _QUEUED, _SENT, _DONE = 0, 1, 2
@@ -120,17 +132,23 @@ class DecryptBatcher:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_queued: int = DEFAULT_MAX_QUEUED,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        linger: float = DEFAULT_LINGER,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not 1 <= max_batch <= OPENBAO_MAX_BATCH:
             raise ValueError(f"max_batch must be 1 to {OPENBAO_MAX_BATCH}")
         if max_queued < 1 or max_in_flight < 1:
             raise ValueError("max_queued and max_in_flight must be positive")
+        if not 0 <= linger <= 1:
+            raise ValueError("linger must be 0 to 1 seconds")
         self._transit = transit
         self.max_batch = max_batch
         self.max_queued = max_queued
         self.max_in_flight = max_in_flight
+        self.linger = linger
         self._clock = clock  # the servicer's: deadlines are absolute on it
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # queue non-empty and a slot free
         self._items: dict[Key, _Item] = {}  # queued or sent, by pair: the single-flight table
@@ -264,7 +282,10 @@ class DecryptBatcher:
             sender.start()
 
     def _serve(self) -> None:
+        previous = 0  # items in this sender's last request: more than one means load
         while True:
+            if previous > 1 and self.linger:
+                self._gather()
             with self._lock:
                 while not (self._queue and self._in_flight < self.max_in_flight):
                     if self._closed and not self._queue:
@@ -284,8 +305,31 @@ class DecryptBatcher:
             for item in expired:
                 assert item.done is not None
                 item.done.release()
+            previous = len(batch)
             if batch:
                 self._send(batch)
+
+    def _gather(self) -> None:
+        """Under load (Decrypts queued while the last request was out, but not a full batch),
+        let the next batch fill while Decrypts keep arriving, for ``linger`` seconds at most.
+        An empty queue is not load: the next Decrypt goes at once, alone, from its own thread.
+        """
+        step = min(GATHER_STEP, self.linger)
+        waited = 0.0
+        size = self._gathering()
+        while size and waited < self.linger:
+            self._sleep(step)
+            waited += step
+            grown = self._gathering()
+            if grown <= size:  # nothing arrived in a step: the burst is in, send it
+                return
+            size = grown
+
+    def _gathering(self) -> int:
+        """Items queued if a batch may still grow (0 when empty, full or closing)."""
+        with self._lock:
+            size = len(self._queue)
+            return size if not self._closed and size < self.max_batch else 0
 
     def _take(self) -> tuple[list[_Item], list[_Item]]:
         """Up to ``max_batch`` queued items to send, and those whose deadline passed (now done

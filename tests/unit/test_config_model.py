@@ -40,6 +40,9 @@ def test_minimal_document_gets_documented_defaults() -> None:
         config.status.max_staleness,
     ) == (30.0, 300.0, 120.0)
     assert config.logging.level == "info"
+    assert config.openbao.decrypt_batching is True
+    assert (config.openbao.decrypt_batch_max, config.openbao.decrypt_queue_max) == (128, 1024)
+    assert config.openbao.decrypt_batch_linger == 0.005
 
 
 def test_full_document_is_read_into_python_names() -> None:
@@ -101,10 +104,30 @@ def test_snake_case_key_is_refused_as_unknown_with_a_suggestion() -> None:
         ("transit.keyName", 5),
         ("status.probeInterval", 30),
         ("logging.level", "verbose"),
+        ("openbao.decryptBatchLinger", "100ms"),
+        ("openbao.decryptBatchLinger", 5),
+        ("openbao.decryptBatchMax", 250),
+        ("openbao.decryptQueueMax", 0),
     ],
 )
 def test_wrong_type_or_value_names_the_field(path: str, value: Any) -> None:
     assert path in refused(with_value(path, value))
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0s", 0.0), ("500us", None), ("2ms", 0.002)])
+def test_batch_linger_takes_zero_and_milliseconds(value: str, seconds: float | None) -> None:
+    if seconds is None:
+        assert "openbao.decryptBatchLinger" in refused(
+            with_value("openbao.decryptBatchLinger", value)
+        )
+        return
+    config = parse_config(with_value("openbao.decryptBatchLinger", value))
+    assert config.openbao.decrypt_batch_linger == seconds
+
+
+def test_batch_linger_range_is_said_in_words() -> None:
+    message = refused(with_value("openbao.decryptBatchLinger", "1s"))
+    assert "must be between 0s and 50ms" in message
 
 
 def test_boolean_is_not_an_integer() -> None:

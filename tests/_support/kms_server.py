@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +106,7 @@ def serving(
     workers: int = 4,
     max_concurrent_requests: int = 256,
     transit: CountingTransit | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> Iterator[Served]:
     transit = transit or CountingTransit()
     settings = ServerConfig(
@@ -115,7 +116,7 @@ def serving(
         grace_period="1s",
     )
     servicer = KeyManagementServicer(HealthyMonitor(), transit, workers=workers)
-    server = ProviderServer(servicer, settings)
+    server = ProviderServer(servicer, settings, interceptors=interceptors)
     server.start()
     channel = grpc.insecure_channel(f"unix:{settings.socket_path}")
     try:

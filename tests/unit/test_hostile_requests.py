@@ -17,9 +17,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from _support import wait_for
 from _support.kms_server import V1, CountingTransit, Served, sealed, serving
 from bao_kms._proto import api_pb2
 from bao_kms.api import service
+from bao_kms.api.interceptors import RpcMetricsInterceptor
 from bao_kms.api.service import MAX_ANNOTATIONS_SIZE, MAX_REQUEST_BYTES
 from bao_kms.logs import LogThrottle
 
@@ -130,6 +132,44 @@ def test_a_message_over_the_receive_limit_is_refused_by_grpcio(served: Served) -
     assert "larger than max" in (info.value.details() or "")
     assert served.servicer.rejections.counts() == {}
     assert served.openbao_calls == 0
+
+
+class FinishedCodes:
+    """An RpcObserver that keeps (method, code) of every finished call, as /metrics counts them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.finished: list[tuple[str, Code]] = []
+
+    def rpc_started(self, method: str) -> None:
+        pass
+
+    def rpc_finished(self, method: str, code: Code, seconds: float) -> None:
+        with self._lock:
+            self.finished.append((method, code))
+
+
+def test_messages_over_the_limit_are_never_judged_or_counted_as_malformed(
+    socket_dir: Path,
+) -> None:
+    """grpcio ends such a stream as if the client had sent no message, and marks the call
+    cancelled a moment later: the servicer must not take it for a half-closed stream (an
+    INVALID_ARGUMENT it would count and log), and the metrics count it CANCELLED."""
+    codes = FinishedCodes()
+    with serving(socket_dir, interceptors=[RpcMetricsInterceptor(codes)]) as served:
+        raw = good_decrypt(uid="u" * MAX_REQUEST_BYTES).SerializeToString()
+        for _ in range(20):
+            assert code_of(served.raw("Decrypt"), raw) is Code.RESOURCE_EXHAUSTED
+        wait_for(lambda: len(codes.finished) == 20, timeout=10)
+        assert served.servicer.rejections.counts() == {}
+        assert set(codes.finished) == {("Decrypt", Code.CANCELLED)}
+        # a stream the client really closed without a message is still the servicer's to refuse
+        with pytest.raises(grpc.RpcError) as info:
+            served.channel.stream_unary("/v2.KeyManagementService/Decrypt")(iter(()), timeout=5)
+        assert info.value.code() is Code.INVALID_ARGUMENT
+        wait_for(lambda: len(codes.finished) == 21, timeout=10)
+        assert codes.finished[-1] == ("Decrypt", Code.INVALID_ARGUMENT)
+        assert served.servicer.rejections.counts() == {"Decrypt": 1}
 
 
 @pytest.mark.parametrize(

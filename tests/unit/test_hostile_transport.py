@@ -171,4 +171,4 @@ def test_close_abandons_requests_in_flight_and_refuses_new_ones(
     assert isinstance(outcome[0], OpenBaoUnavailable) and "stopping" in str(outcome[0])
     started = time.monotonic()
     expect_error(OpenBaoUnavailable, bounded.request, "GET", PATH, anonymous=True)
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.5  # refused at once, not after the 30 s timeout

@@ -4,8 +4,10 @@ The interceptor wraps each method's behaviour once (cached by method name) and r
 :class:`RpcObserver` (``bao_kms.ops.metrics`` implements it): ``started`` when the call enters
 the servicer, ``finished`` with the gRPC code it ended with. The code is read from the call's
 context, where the servicer's one error wrapper put it (``context.abort``), so the metrics see
-exactly what kube-apiserver saw. Calls grpcio refuses before any handler runs (beyond
-``maxConcurrentRequests``, oversized messages) never reach an interceptor.
+exactly what kube-apiserver saw. A call that grpcio ends while the handler waits (cancelled by
+the client or its deadline, stalled past the receive deadline, or a message over the receive
+limit) counts as ``CANCELLED``. Calls grpcio refuses before any handler runs (beyond
+``maxConcurrentRequests``) never reach an interceptor.
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ class RpcMetricsInterceptor(grpc.ServerInterceptor):
                     response = behaviour(request, context)
                     code = _code_of(context, grpc.StatusCode.OK)
                     return response
+                except grpc.RpcError:
+                    # grpcio's own error: the call was cancelled (by the client, its deadline,
+                    # the receive watchdog, or grpcio refusing the message) while it waited
+                    code = _code_of(context, grpc.StatusCode.CANCELLED)
+                    raise
                 except BaseException:
                     code = _code_of(context, grpc.StatusCode.UNKNOWN)
                     raise

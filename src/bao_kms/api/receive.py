@@ -29,6 +29,9 @@ log = logging.getLogger("bao_kms.server")
 #: kube-apiserver writes headers and message back to back; a message of at most ~100 KiB over
 #: a Unix socket arrives in microseconds, so two seconds is generous even on a loaded node
 RECEIVE_TIMEOUT = 2.0
+#: how long a stream that ended without a message waits to see whether grpcio is ending the call
+#: (it refused the message, e.g. as too large) or the client half-closed it (a malformed call)
+END_GRACE = 0.25
 #: the watchdog wakes at most this often: under steady traffic the head of its queue expires
 #: every millisecond, and waking for each cost ~4% of the server's CPU in a Decrypt storm; a
 #: stalled call is cancelled at most this late
@@ -94,9 +97,25 @@ class ReceiveDeadline:
         try:
             return next(requests)
         except StopIteration:
-            return None
+            return self._no_message(requests, context)
         finally:
             entry.context = None
+
+    def _no_message(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> None:
+        """The stream ended without a message. grpcio ends it that way too when it refuses the
+        message itself (larger than the receive limit), and marks the call cancelled a moment
+        later: then the call is not the servicer's to judge or count (the client already has
+        grpcio's RESOURCE_EXHAUSTED). Asking the iterator again raises grpcio's own error for a
+        cancelled call, which ends the handler quietly. A client that really half-closed
+        without a message waits :data:`END_GRACE` for its INVALID_ARGUMENT.
+        """
+        ended = threading.Event()
+        if context.add_callback(ended.set):
+            ended.wait(END_GRACE)
+        if context.is_active():
+            return None
+        next(requests)  # raises grpcio's RpcError for a cancelled call
+        return None
 
     def _watch(self) -> None:
         tick = self.timeout / 4

@@ -97,7 +97,8 @@ class ReceiveDeadline:
         try:
             return next(requests)
         except StopIteration:
-            return self._no_message(requests, context)
+            self._no_message(requests, context)  # raises if grpcio is ending the call
+            return None
         finally:
             entry.context = None
 
@@ -112,10 +113,8 @@ class ReceiveDeadline:
         ended = threading.Event()
         if context.add_callback(ended.set):
             ended.wait(END_GRACE)
-        if context.is_active():
-            return None
-        next(requests)  # raises grpcio's RpcError for a cancelled call
-        return None
+        if not context.is_active():
+            next(requests)  # raises grpcio's RpcError for a cancelled call
 
     def _watch(self) -> None:
         tick = self.timeout / 4

@@ -15,6 +15,7 @@ arrived within :data:`RECEIVE_TIMEOUT`: the worker wakes at once and the client 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -114,7 +115,8 @@ class ReceiveDeadline:
         if context.add_callback(ended.set):
             ended.wait(END_GRACE)
         if not context.is_active():
-            next(requests)  # raises grpcio's RpcError for a cancelled call
+            with contextlib.suppress(StopIteration):  # ended, but not cancelled: ours to judge
+                next(requests)  # raises grpcio's RpcError for a cancelled call
 
     def _watch(self) -> None:
         tick = self.timeout / 4

@@ -155,10 +155,11 @@ class Bench:
             child.stop()
 
     @contextlib.contextmanager
-    def noop(self) -> Iterator[tuple[Child, KmsCalls]]:
+    def noop(self, *, aio: bool = False) -> Iterator[tuple[Child, KmsCalls]]:
         socket_path = self._path("noop.sock")
         argv = [sys.executable, str(HERE / "noop_server.py"), "--socket", str(socket_path)]
-        child = Child([*argv, "--workers", str(self.args.workers)], log=self._path("noop.log"))
+        argv += ["--aio"] if aio else ["--workers", str(self.args.workers)]
+        child = Child(argv, log=self._path("noop.log"))
         calls = KmsCalls(socket_path)
         try:
             calls.wait_ok(30, child)
@@ -205,11 +206,11 @@ def openbao_cpu(bench: Bench, runs: list[Run]) -> Iterator[None]:
         run.extra["openbao_cpu_ms_per_call"] = round(spent / calls * 1000, 4) if calls else None
 
 
-def noop_run(bench: Bench, calls: int, concurrency: int) -> Run:
+def noop_run(bench: Bench, calls: int, concurrency: int, *, aio: bool = False) -> Run:
     request = api_pb2.DecryptRequest(ciphertext=b"vault:v1:AAAA", key_id="x").SerializeToString()
-    with bench.noop() as (child, kms):
+    with bench.noop(aio=aio) as (child, kms):
         return closed_loop(
-            "noop server Decrypt",
+            "noop server Decrypt" + (" (grpc.aio)" if aio else ""),
             lambda _: kms.decrypt(request, timeout=10),
             calls,
             concurrency,
@@ -284,6 +285,8 @@ def one_round(bench: Bench, variants: list[Variant], index: int) -> dict[str, An
         keep(key, made[0])
 
     keep("noop", noop_run(bench, n, c))
+    if bench.args.aio_noop:
+        keep("noop asyncio", noop_run(bench, n, c, aio=True))
     sealed = bench.fresh(n)
     measured("direct", lambda: direct_run(bench, sealed, c, "direct Transit, one per request"))
     for variant in variants:
@@ -358,6 +361,10 @@ def summarize(rounds: list[dict[str, Any]], variants: list[Variant]) -> dict[str
         spent = [r[key]["extra"].get("openbao_cpu_ms_per_call") for r in rounds if key in r]
         if spent and None not in spent:
             summary["openbao_cpu_ms_per_call"][key] = round(statistics.median(spent), 4)
+    if "noop asyncio" in rounds[0]:
+        summary["ratios"]["noop asyncio / noop"] = ratio("noop asyncio", "noop")
+        cpu = ratio("noop asyncio", "noop", "cpu_ms_per_call")
+        summary["ratios"]["noop asyncio cpu / noop cpu"] = cpu
     for variant in variants:
         storm = f"storm {variant.name}"
         summary["ratios"][f"{variant.name} / noop"] = ratio(storm, "noop")
@@ -403,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--no-pure", action="store_true", help="skip the pure-Python twin")
+    parser.add_argument(
+        "--aio-noop", action="store_true", help="also the no-op server on grpc.aio, each round"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke: tiny, one round, no pure")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--chart", type=Path, default=None, help="PNG chart (matplotlib)")

@@ -29,6 +29,8 @@ CODEC_GROUPS = [
 def _storm_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, key in the summary) of each throughput row, ceiling and floor first."""
     rows = [("no-op KMS v2 server (ceiling)", "noop")]
+    if "noop asyncio" in result["summary"]["per_second"]:
+        rows.append(("no-op server on grpc.aio (another server model)", "noop asyncio"))
     rows.append(("direct Transit, one per request", "direct"))
     for key in result["summary"]["per_second"]:
         if key.startswith("storm "):

@@ -35,12 +35,16 @@ def run(*argv: str | Path, timeout: float) -> subprocess.CompletedProcess[str]:
 
 def test_the_load_driver_end_to_end(tmp_path: Path) -> None:
     output = tmp_path / "quick.json"
-    driver = run(BENCHMARKS / "load_driver.py", "--quick", "--output", output, timeout=120)
+    driver = run(
+        BENCHMARKS / "load_driver.py", "--quick", "--aio-noop", "--output", output, timeout=120
+    )
     assert driver.returncode == 0, driver.stdout[-3000:] + driver.stderr[-3000:]
     result = json.loads(output.read_text())
     for name, measured in [*result["rounds"][0].items(), *result["latency"].items()]:
         assert measured["errors"] == {}, name
         assert measured["calls"] > 0, name
+    assert {"noop", "noop asyncio"} <= set(result["rounds"][0])  # both server models answered
+    assert result["summary"]["ratios"]["noop asyncio / noop"] > 0
     batched = result["rounds"][0]["dup50 compiled, batching"]["extra"]
     single = result["rounds"][0]["dup50 compiled, no batching"]["extra"]
     # no cache: every distinct ciphertext reached OpenBao; batching sent a fraction of the

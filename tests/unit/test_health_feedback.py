@@ -10,12 +10,12 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
 from _support import SAFE_KEY, FakeClock
+from _support.scripted_transit import IDENTITY, ScriptedTransit
 from bao_kms.errors import (
     CiphertextAuthenticationFailed,
     KeyIdNotChecked,
@@ -23,64 +23,16 @@ from bao_kms.errors import (
     OpenBaoUnavailable,
     UnknownKeyId,
 )
-from bao_kms.identity import Identity
-from bao_kms.openbao import KeyMetadata
 from bao_kms.openbao.answers import Answer
 from bao_kms.openbao.protocols import ProbeTransit
 from bao_kms.reasons import Reason
 from bao_kms.status import StatusMonitor
 from bao_kms.status.feedback import ReportingTransit
 
-IDENTITY = Identity("provider", "cluster", "instance", "", "mount", "lineage")
-
-
-class Scripted:
-    """Transit answering from fields a test changes; counts calls by name."""
-
-    def __init__(self) -> None:
-        self.key = SAFE_KEY
-        self.read_failure: Exception | None = None
-        self.encrypt_failure: Exception | None = None
-        self.decrypt_failure: Exception | None = None
-        self.calls: Counter[str] = Counter()
-
-    def read_key(self, *, deadline: float | None = None) -> KeyMetadata:
-        self.calls["read_key"] += 1
-        if self.read_failure:
-            raise self.read_failure
-        return self.key
-
-    def read_keys_config(self, *, deadline: float | None = None) -> bool:
-        self.calls["read_keys_config"] += 1
-        if self.read_failure:
-            raise self.read_failure
-        return True
-
-    def encrypt(
-        self,
-        plaintext: bytes,
-        key_version: int,
-        associated_data: str,
-        *,
-        deadline: float | None = None,
-    ) -> bytes:
-        self.calls["encrypt"] += 1
-        if self.encrypt_failure:
-            raise self.encrypt_failure
-        return b"vault:v%d:" % key_version + plaintext.hex().encode()
-
-    def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
-    ) -> bytes:
-        self.calls["decrypt"] += 1
-        if self.decrypt_failure:
-            raise self.decrypt_failure
-        return bytes.fromhex(ciphertext.split(b":", 2)[2].decode())
-
 
 @pytest.fixture
-def transit() -> Scripted:
-    return Scripted()
+def transit() -> ScriptedTransit:
+    return ScriptedTransit()
 
 
 @pytest.fixture
@@ -89,7 +41,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def monitor(transit: Scripted, clock: FakeClock) -> StatusMonitor:
+def monitor(transit: ScriptedTransit, clock: FakeClock) -> StatusMonitor:
     probe: ProbeTransit = transit
     return StatusMonitor(
         probe, IDENTITY, probe_interval=30, deep_probe_interval=300, max_staleness=120, clock=clock

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import Counter
 
 import pytest
 
 from _support import SAFE_KEY, FakeClock
+from _support.scripted_transit import IDENTITY, ScriptedTransit
 from bao_kms.errors import (
     DeadlineExceeded,
     KeyIdNotChecked,
@@ -24,58 +24,9 @@ from bao_kms.errors import (
     OpenBaoUnavailable,
     UnknownKeyId,
 )
-from bao_kms.identity import Identity
-from bao_kms.openbao import KeyMetadata
 from bao_kms.openbao.protocols import ProbeTransit
 from bao_kms.reasons import Reason
 from bao_kms.status import StatusMonitor
-
-IDENTITY = Identity("provider", "cluster", "instance", "", "mount", "lineage")
-
-
-class ScriptedTransit:
-    """Answers like Transit would, from fields a test changes; counts every call."""
-
-    def __init__(self) -> None:
-        self.key = SAFE_KEY
-        self.disable_upsert = True
-        self.failure: Exception | None = None
-        self.deep_failure: Exception | None = None
-        self.calls: Counter[str] = Counter()
-        self.gate: threading.Event | None = None
-
-    def read_key(self, *, deadline: float | None = None) -> KeyMetadata:
-        self.calls["read_key"] += 1
-        if self.gate is not None:
-            self.gate.wait(5)
-        if self.failure:
-            raise self.failure
-        return self.key
-
-    def read_keys_config(self, *, deadline: float | None = None) -> bool:
-        self.calls["read_keys_config"] += 1
-        if self.failure:
-            raise self.failure
-        return self.disable_upsert
-
-    def encrypt(
-        self,
-        plaintext: bytes,
-        key_version: int,
-        associated_data: str,
-        *,
-        deadline: float | None = None,
-    ) -> bytes:
-        self.calls["encrypt"] += 1
-        if self.deep_failure:
-            raise self.deep_failure
-        return b"vault:v%d:" % key_version + plaintext.hex().encode()
-
-    def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
-    ) -> bytes:
-        self.calls["decrypt"] += 1
-        return bytes.fromhex(ciphertext.split(b":", 2)[2].decode())
 
 
 @pytest.fixture
@@ -146,7 +97,7 @@ def test_staleness_is_judged_when_status_is_read(monitor, clock):
 def test_metadata_failure_reasons(monitor, transit, failure, reason):
     monitor.probe_metadata()
     monitor.probe_deep()
-    transit.failure = failure
+    transit.read_failure = failure
     monitor.probe_metadata()
     assert monitor.health().healthz == reason
     with pytest.raises(NotReady, match=reason):
@@ -156,17 +107,17 @@ def test_metadata_failure_reasons(monitor, transit, failure, reason):
 def test_reads_survive_a_metadata_outage(monitor, transit):
     monitor.probe_metadata()
     key_id = IDENTITY.key_version(1, 1_700_000_000).key_id
-    transit.failure = OpenBaoUnavailable("down")
+    transit.read_failure = OpenBaoUnavailable("down")
     monitor.probe_metadata()
     assert monitor.lookup(key_id).version == 1
 
 
 def test_deep_probe_failure_is_unhealthy(monitor, transit):
     monitor.probe_metadata()
-    transit.deep_failure = OpenBaoUnavailable("down")
+    transit.encrypt_failure = OpenBaoUnavailable("down")
     monitor.probe_deep()
     assert monitor.health().healthz == "openbao_unavailable"
-    transit.deep_failure = None
+    transit.encrypt_failure = None
     monitor.probe_deep()
     assert monitor.health().ok
 
@@ -309,7 +260,7 @@ def test_rotation_learned_through_a_lookup_keeps_status_and_wakes_the_probes(mon
 def test_a_failed_refresh_is_unavailable_not_not_found(monitor, transit, clock):
     monitor.probe_metadata()
     monitor.probe_deep()
-    transit.failure = OpenBaoUnavailable("down")
+    transit.read_failure = OpenBaoUnavailable("down")
     unknown = IDENTITY.key_version(7, 1).key_id
     with pytest.raises(OpenBaoUnavailable):
         monitor.lookup(unknown)
@@ -317,7 +268,7 @@ def test_a_failed_refresh_is_unavailable_not_not_found(monitor, transit, clock):
         monitor.lookup(unknown)
     assert transit.calls["read_key"] == 2  # the probe's, and one refresh
     assert monitor.health().ok  # a request-path refresh never flips Status
-    transit.failure = None
+    transit.read_failure = None
     clock.now += 31
     with pytest.raises(UnknownKeyId):
         monitor.lookup(unknown)
@@ -377,7 +328,7 @@ def test_nothing_is_adopted_while_a_lineage_problem_stands(monitor, transit, clo
 def test_a_refresh_that_times_out_still_uses_up_the_interval(monitor, transit, clock):
     monitor.probe_metadata()
     transit.calls.clear()
-    transit.failure = DeadlineExceeded("slow")
+    transit.read_failure = DeadlineExceeded("slow")
     with pytest.raises(DeadlineExceeded):
         monitor.lookup(IDENTITY.key_version(7, 1).key_id, deadline=clock.now + 1)
     with pytest.raises(OpenBaoUnavailable):  # not NOT_FOUND: unknown is not established
@@ -387,8 +338,8 @@ def test_a_refresh_that_times_out_still_uses_up_the_interval(monitor, transit, c
 
 def test_reasons_are_not_repeated(monitor, transit):
     monitor.probe_metadata()
-    transit.failure = OpenBaoUnavailable("down")
-    transit.deep_failure = OpenBaoUnavailable("down")
+    transit.read_failure = OpenBaoUnavailable("down")
+    transit.encrypt_failure = OpenBaoUnavailable("down")
     monitor.probe_deep()
     monitor.probe_metadata()
     assert monitor.health().healthz == "openbao_unavailable"
@@ -429,14 +380,14 @@ def test_a_bug_in_a_probe_fails_closed_and_probing_goes_on(transit):
                 break
             threading.Event().wait(0.01)
         assert monitor.health().ok
-        transit.failure = ZeroDivisionError("a bug, not an OpenBao error")
+        transit.read_failure = ZeroDivisionError("a bug, not an OpenBao error")
         for _ in range(200):
             if Reason.PROBE_FAILED in monitor.health().reasons:
                 break
             threading.Event().wait(0.01)
         assert monitor.health().reasons[0] == Reason.PROBE_FAILED
         assert monitor.health().key_id == ""
-        transit.failure = None
+        transit.read_failure = None
         for _ in range(200):
             if monitor.health().ok:
                 break

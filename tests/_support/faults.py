@@ -373,3 +373,12 @@ class StatusWatch:
             if healthz != "ok":
                 total += until - at
         return total
+
+
+class MeasureFault(Protocol):
+    """The ``measure_fault`` fixture: :func:`run_fault` for the fault table's row *name*
+    against a provider (its client and its ``/ready``), its figures recorded in the matrix."""
+
+    def __call__(
+        self, name: str, client: Kms, provider: Any, **script: Any
+    ) -> tuple[Measured, Seen]: ...

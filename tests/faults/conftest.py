@@ -15,7 +15,18 @@ from typing import Any
 
 import pytest
 
-from _support.faults import OPENBAO, PROBES, REPORT_ENV, Matrix
+from _support.fault_table import FAULTS
+from _support.faults import (
+    OPENBAO,
+    PROBES,
+    REPORT_ENV,
+    Kms,
+    Matrix,
+    Measured,
+    MeasureFault,
+    Seen,
+    run_fault,
+)
 from _support.openbao_servers import RaftOpenBao
 
 _MATRIX = pytest.StashKey[Matrix]()
@@ -63,3 +74,16 @@ def fault_provider(start_provider: Callable[..., Any]) -> Callable[..., Any]:
         return start_provider(**options)
 
     return start
+
+
+@pytest.fixture
+def measure_fault(matrix: Matrix) -> MeasureFault:
+    """Run a fault of the table against a running provider and record its figures."""
+
+    def measure(name: str, client: Kms, provider: Any, **script: Any) -> tuple[Measured, Seen]:
+        ready = provider.ops.addresses["/ready"]
+        measured, seen = run_fault(FAULTS[name], client, ready, **script)
+        matrix.record(name, measured)
+        return measured, seen
+
+    return measure

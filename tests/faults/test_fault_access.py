@@ -22,6 +22,7 @@ from _support.fault_table import FAULTS
 from _support.faults import (
     Matrix,
     Measured,
+    MeasureFault,
     StatusWatch,
     read_back,
     ready,
@@ -55,28 +56,27 @@ def test_token_revoked_then_replaced(
     openbao: EmbeddedOpenBao,
     fresh_key: Callable[..., tuple[str, str]],
     fault_provider: Callable[..., Any],
-    matrix: Matrix,
+    measure_fault: MeasureFault,
 ) -> None:
     mount, key = fresh_key()
     running = fault_provider(mount=mount, key=key)
     token_file = _token_file(running)
-    measured, _ = run_fault(
-        FAULTS["token_revoked"],
+    measure_fault(
+        "token_revoked",
         running.client,
-        running.provider.ops.addresses["/ready"],
+        running.provider,
         cause=lambda: openbao.api(
             "POST", "auth/token/revoke", {"token": token_file.read_text().strip()}
         ),
         clear=lambda: replace_private(token_file, _token(openbao, mount)),
     )
-    matrix.record("token_revoked", measured)
 
 
 def test_policy_narrowed_then_restored(
     openbao: EmbeddedOpenBao,
     fresh_key: Callable[..., tuple[str, str]],
     fault_provider: Callable[..., Any],
-    matrix: Matrix,
+    measure_fault: MeasureFault,
 ) -> None:
     mount, key = fresh_key()
     running = fault_provider(mount=mount, key=key)
@@ -85,14 +85,13 @@ def test_policy_narrowed_then_restored(
     def put(text: str) -> None:
         openbao.api("PUT", f"sys/policies/acl/kms-{mount}", {"policy": text})
 
-    measured, _ = run_fault(
-        FAULTS["policy_narrowed"],
+    measure_fault(
+        "policy_narrowed",
         running.client,
-        running.provider.ops.addresses["/ready"],
+        running.provider,
         cause=lambda: put(_without(policy, f"{mount}/decrypt/")),
         clear=lambda: put(policy),
     )
-    matrix.record("policy_narrowed", measured)
 
 
 @pytest.mark.parametrize(

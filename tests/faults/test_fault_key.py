@@ -22,10 +22,10 @@ from _support.faults import (
     PROBES,
     Matrix,
     Measured,
+    MeasureFault,
     check_seen,
     decrypt_code,
     observe,
-    run_fault,
     wait_unhealthy,
     write_objects,
 )
@@ -83,25 +83,24 @@ def test_soft_deleted_key_then_restored(
     openbao: EmbeddedOpenBao,
     fresh_key: Callable[..., tuple[str, str]],
     fault_provider: Callable[..., Any],
-    matrix: Matrix,
+    measure_fault: MeasureFault,
 ) -> None:
     mount, key = fresh_key()
     running = fault_provider(mount=mount, key=key)
-    measured, _ = run_fault(
-        FAULTS["key_soft_deleted"],
+    measure_fault(
+        "key_soft_deleted",
         running.client,
-        running.provider.ops.addresses["/ready"],
+        running.provider,
         cause=lambda: openbao.api("DELETE", f"{mount}/keys/{key}/soft-delete"),
         clear=lambda: openbao.api("POST", f"{mount}/keys/{key}/soft-delete-restore"),
     )
-    matrix.record("key_soft_deleted", measured)
 
 
 def test_disable_upsert_turned_off_then_on(
     openbao: EmbeddedOpenBao,
     fresh_key: Callable[..., tuple[str, str]],
     fault_provider: Callable[..., Any],
-    matrix: Matrix,
+    measure_fault: MeasureFault,
 ) -> None:
     mount, key = fresh_key()
     running = fault_provider(mount=mount, key=key)
@@ -109,14 +108,13 @@ def test_disable_upsert_turned_off_then_on(
     def upsert(disabled: bool) -> None:
         openbao.api("POST", f"{mount}/config/keys", {"disable_upsert": disabled})
 
-    measured, _ = run_fault(
-        FAULTS["upsert_enabled"],
+    measure_fault(
+        "upsert_enabled",
         running.client,
-        running.provider.ops.addresses["/ready"],
+        running.provider,
         cause=lambda: upsert(False),
         clear=lambda: upsert(True),
     )
-    matrix.record("upsert_enabled", measured)
 
 
 # --- the version registry file ---------------------------------------------------------------
@@ -146,7 +144,7 @@ def node(
 
 
 def test_state_file_lost_then_rebuilt(
-    node: StateNode, matrix: Matrix, capsys: pytest.CaptureFixture[str]
+    node: StateNode, measure_fault: MeasureFault, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def rebuild() -> None:
         code, plan = node.cli(capsys, "rebuild-state")
@@ -157,27 +155,25 @@ def test_state_file_lost_then_rebuilt(
         assert code == 0 and done["applied"], done
 
     assert node.provider is not None
-    measured, _ = run_fault(
-        FAULTS["state_lost"],
+    measure_fault(
+        "state_lost",
         node.kms,
-        node.provider.ops.addresses["/ready"],
+        node.provider,
         cause=node.state_path.unlink,
         clear=rebuild,
     )
-    matrix.record("state_lost", measured)
 
 
-def test_state_file_edited_then_put_back(node: StateNode, matrix: Matrix) -> None:
+def test_state_file_edited_then_put_back(node: StateNode, measure_fault: MeasureFault) -> None:
     original = node.state_path.read_bytes()
     document = orjson.loads(original)
     document["versions"]["1"]["state"] = "retired"  # a hand edit: the hash no longer matches
 
     assert node.provider is not None
-    measured, _ = run_fault(
-        FAULTS["state_edited"],
+    measure_fault(
+        "state_edited",
         node.kms,
-        node.provider.ops.addresses["/ready"],
+        node.provider,
         cause=lambda: node.state_path.write_bytes(orjson.dumps(document)),
         clear=lambda: node.state_path.write_bytes(original),
     )
-    matrix.record("state_edited", measured)

@@ -24,10 +24,10 @@ from _support.faults import (
     PROBES,
     Matrix,
     Measured,
+    MeasureFault,
     StatusWatch,
     read_back,
     ready,
-    run_fault,
     serving,
     write_objects,
 )
@@ -40,49 +40,46 @@ pytestmark = [pytest.mark.openbao, pytest.mark.timeout(90)]
 
 
 def test_openbao_stopped_then_started(
-    raft: RaftOpenBao, fault_provider: Callable[..., Any], matrix: Matrix
+    raft: RaftOpenBao, fault_provider: Callable[..., Any], measure_fault: MeasureFault
 ) -> None:
     running = fault_provider(server=raft)
-    measured, _ = run_fault(
-        FAULTS["openbao_stopped"],
+    measure_fault(
+        "openbao_stopped",
         running.client,
-        running.provider.ops.addresses["/ready"],
+        running.provider,
         cause=raft.stop,
         clear=raft.start,  # the same port and storage; unsealed by the helper
         cleared=serving(raft),
     )
-    matrix.record("openbao_stopped", measured)
 
 
 def test_openbao_sealed_then_unsealed(
-    raft: RaftOpenBao, fault_provider: Callable[..., Any], matrix: Matrix
+    raft: RaftOpenBao, fault_provider: Callable[..., Any], measure_fault: MeasureFault
 ) -> None:
     running = fault_provider(server=raft)
-    measured, _ = run_fault(
-        FAULTS["openbao_sealed"],
+    measure_fault(
+        "openbao_sealed",
         running.client,
-        running.provider.ops.addresses["/ready"],
+        running.provider,
         cause=raft.seal,
         clear=raft.unseal,
         cleared=serving(raft),
     )
-    matrix.record("openbao_sealed", measured)
 
 
 def test_openbao_frozen_then_resumed(
-    raft: RaftOpenBao, fault_provider: Callable[..., Any], matrix: Matrix
+    raft: RaftOpenBao, fault_provider: Callable[..., Any], measure_fault: MeasureFault
 ) -> None:
     running = fault_provider(server=raft)
     pid = raft.pid
     assert pid is not None
-    measured, _ = run_fault(
-        FAULTS["openbao_frozen"],
+    measure_fault(
+        "openbao_frozen",
         running.client,
-        running.provider.ops.addresses["/ready"],
+        running.provider,
         cause=lambda: os.kill(pid, signal.SIGSTOP),
         clear=lambda: os.kill(pid, signal.SIGCONT),
     )
-    matrix.record("openbao_frozen", measured)
 
 
 # --- HA: the active node of a raft cluster killed under load ---------------------------------

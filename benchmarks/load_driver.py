@@ -128,6 +128,8 @@ class Bench:
         config = self._path("config.yaml")
         openbao = {"addresses": [self.openbao.address], "timeout": "5s"}
         openbao |= {"allowInsecureHttp": True, "decryptBatching": variant.batching}
+        if self.args.batch_linger is not None:
+            openbao["decryptBatchLinger"] = self.args.batch_linger
         server = {"socketPath": str(socket_path), "workers": self.args.workers}
         server["healthAddress"] = server["metricsAddress"] = f"127.0.0.1:{port}"
         document = {
@@ -412,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pure", action="store_true", help="skip the pure-Python twin")
     parser.add_argument(
         "--aio-noop", action="store_true", help="also the no-op server on grpc.aio, each round"
+    )
+    parser.add_argument(
+        "--batch-linger", default=None, help="the provider's openbao.decryptBatchLinger (e.g. 0s)"
     )
     parser.add_argument("--quick", action="store_true", help="a smoke: tiny, one round, no pure")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")

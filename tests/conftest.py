@@ -41,9 +41,12 @@ def _restore_logging() -> Iterator[None]:
     error" tracebacks and lose records to ``caplog``.
     """
     logger = logging.getLogger("bao_kms")
-    saved = (list(logger.handlers), logger.level, logger.propagate, threading.excepthook)
+    handlers, level = list(logger.handlers), logger.level
+    propagate, excepthook = logger.propagate, threading.excepthook
     yield
-    logger.handlers[:], logger.level, logger.propagate, threading.excepthook = saved
+    logger.handlers[:] = handlers
+    logger.setLevel(level)  # setLevel, not assignment: it clears the children's level cache
+    logger.propagate, threading.excepthook = propagate, excepthook
 
 
 @pytest.fixture

@@ -43,18 +43,33 @@ class Lines(logging.Handler):
             if all(entry.get(key) == value for key, value in fields.items())
         ]
 
-    def last(self, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
-        """The newest line matching *fields*, waiting up to *timeout* s for one to appear.
+    def mark(self) -> int:
+        """A place in the log: pass it to :meth:`last` to look only at lines written since."""
+        with self._lock_lines:
+            return len(self.text)
+
+    def last(self, timeout: float = 5.0, *, after: int = 0, **fields: Any) -> dict[str, Any]:
+        """The newest line matching *fields* written after the :meth:`mark` *after*, waiting up
+        to *timeout* s for one to appear.
 
         The monitor publishes a snapshot before it logs the transition, so a test that has just
-        seen Status change may read the log a moment before the line is written.
+        seen Status change may read the log a moment before the line is written; and a line
+        from before the change (start-up logs ``status_healthy`` too) must not stand in for it.
         """
         deadline = time.monotonic() + timeout
-        while not (found := self.find(**fields)):
+        while True:
+            with self._lock_lines:
+                since = self.text[after:]
+            found = [
+                entry
+                for entry in map(json.loads, since)
+                if all(entry.get(key) == value for key, value in fields.items())
+            ]
+            if found:
+                return found[-1]
             if time.monotonic() > deadline:
                 raise AssertionError(f"no log line with {fields} within {timeout} s")
             time.sleep(0.02)
-        return found[-1]
 
 
 @contextmanager

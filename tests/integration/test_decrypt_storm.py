@@ -85,3 +85,13 @@ def test_without_batching_each_decrypt_is_one_request(sealed):
     results, work = _storm(running, objects, {}, copies=1)
     assert [result.plaintext for result in results] == [objects[i][0] for i, _ in work]
     assert running.pool.count("transit/decrypt/kms") == len(work)
+
+
+@pytest.mark.parametrize(
+    ("settings", "linger", "cap"),
+    [({}, 0.005, 128), ({"decryptBatchLinger": "0s", "decryptBatchMax": 16}, 0.0, 16)],
+)
+def test_the_batching_settings_reach_the_batcher(start_provider, settings, linger, cap):
+    running = start_provider(openbao_settings=settings)
+    batcher = running.provider.batcher
+    assert (batcher.linger, batcher.max_batch) == (linger, cap)

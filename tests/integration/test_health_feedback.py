@@ -71,6 +71,7 @@ def test_decrypt_revoked_turns_status_unhealthy_within_15s(
     def decrypt() -> Any:
         return running.client.decrypt(encrypted.ciphertext, encrypted.key_id, encrypted.annotations)
 
+    revoking = logs.mark()
     openbao.api("PUT", f"sys/policies/acl/kms-{mount}", {"policy": without_decrypt(mount, key)})
     revoked = time.monotonic()
 
@@ -85,15 +86,17 @@ def test_decrypt_revoked_turns_status_unhealthy_within_15s(
     assert reasons == ["openbao_permission_denied", "deep_probe_decrypt_failed"], reasons
     assert status.key_id == ""
     assert code_of(lambda: running.client.encrypt(seed)) is grpc.StatusCode.FAILED_PRECONDITION
-    warning = logs.last(event="status_unhealthy")
+    warning = logs.last(event="status_unhealthy", after=revoking)
     assert warning["level"] == "warning" and warning["error_class"] == "permission_denied"
     assert "deep_probe_decrypt_failed" in warning["reasons"]
     print(f"decrypt revoked -> Status not ok after {took:.2f} s")
 
+    restoring = logs.mark()
     openbao.api("PUT", f"sys/policies/acl/kms-{mount}", {"policy": openbao_policy(mount, key)})
     assert running.wait_healthy(timeout=15) == encrypted.key_id
     assert decrypt().plaintext == seed
-    assert logs.last(event="status_healthy")["level"] == "info"
+    healthy = logs.last(event="status_healthy", after=restoring)
+    assert healthy["level"] == "info" and "permission_denied" in healthy["previous"]
 
 
 def test_min_encryption_version_raised_status_and_encrypt_agree_within_3s(
@@ -143,6 +146,7 @@ def test_expired_token_is_unauthenticated_and_a_new_token_heals_within_10s(
     )["auth"]["client_token"]
     token_file.write_text(short)
     wait_for(lambda: code_of(decrypt) is grpc.StatusCode.OK, timeout=10)
+    expiring = logs.mark()
     time.sleep(4.5)  # the token expires
 
     with pytest.raises(grpc.RpcError) as info:
@@ -152,7 +156,7 @@ def test_expired_token_is_unauthenticated_and_a_new_token_heals_within_10s(
     status = wait_for(lambda: _unhealthy(running), timeout=5, interval=0.1)
     assert TOKEN_REASONS & set(status.healthz.split(",")), status.healthz
     assert "openbao_permission_denied" not in status.healthz
-    warning = logs.last(event="status_unhealthy")
+    warning = logs.last(event="status_unhealthy", after=expiring)
     assert warning["error_class"] in ("token_rejected", "no_token")
 
     token_file.write_text(openbao.create_token(openbao_policy(mount, key), f"kms-{mount}"))

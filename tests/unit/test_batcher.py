@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from _support import wait_for
+from _support import FakeClock, wait_for
 from bao_kms.errors import (
     CiphertextAuthenticationFailed,
     DeadlineExceeded,
@@ -411,17 +411,78 @@ def test_under_load_the_next_batch_lingers_to_gather_more(make_batcher, transit,
 
 
 def test_gathering_goes_on_while_decrypts_arrive_up_to_the_linger(make_batcher, transit, pool):
+    clock = FakeClock()
     batcher: DecryptBatcher | None = None
     arrivals = iter(range(100, 200))
+    sleep_calls: list[float] = []
+    late: list[Future[bytes]] = []
 
-    def sleep(seconds: float) -> None:  # each step, one more Decrypt arrives
+    def sleep(seconds: float) -> None:  # each step takes its time, and one more Decrypt arrives
         sleep_calls.append(seconds)
+        clock.advance(seconds)
         assert batcher is not None
         late.extend(queue_up(batcher, pool, [ciphertext(next(arrivals))]))
 
+    batcher = make_batcher(
+        max_in_flight=1, max_batch=64, linger=4 * GATHER_STEP, sleep=sleep, clock=clock
+    )
+    occupy(batcher, transit, pool)
+    first = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
+    transit.delay = 0.3
+    transit.release()
+    assert transit.entered.acquire(timeout=5)
+    second = queue_up(batcher, pool, [ciphertext(n) for n in range(10, 12)])
+    for future in first + second + late:
+        future.result(5)
+    for future in late:
+        future.result(5)
+    assert sleep_calls == pytest.approx([GATHER_STEP] * 4)  # gathering while they came, no longer
+    assert transit.kinds() == [("single", 1), ("batch", 3), ("batch", 6)]
+
+
+def test_the_gather_is_bounded_by_the_clock_not_by_counting_steps(make_batcher, transit, pool):
+    """A step can take far longer than asked (a busy machine, the GIL): the linger is time."""
+    clock = FakeClock()
+    batcher: DecryptBatcher | None = None
+    arrivals = iter(range(100, 200))
     sleep_calls: list[float] = []
     late: list[Future[bytes]] = []
-    batcher = make_batcher(max_in_flight=1, max_batch=64, linger=4 * GATHER_STEP, sleep=sleep)
+
+    def slow_sleep(seconds: float) -> None:  # every step overshoots threefold
+        sleep_calls.append(seconds)
+        clock.advance(3 * seconds)
+        assert batcher is not None
+        late.extend(queue_up(batcher, pool, [ciphertext(next(arrivals))]))
+
+    batcher = make_batcher(
+        max_in_flight=1, max_batch=64, linger=4 * GATHER_STEP, sleep=slow_sleep, clock=clock
+    )
+    occupy(batcher, transit, pool)
+    first = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
+    transit.delay = 0.3
+    transit.release()
+    assert transit.entered.acquire(timeout=5)
+    second = queue_up(batcher, pool, [ciphertext(n) for n in range(10, 12)])
+    for future in first + second + late:
+        future.result(5)
+    # 1.5 step-lengths passed after the first step, 3 after the second: the linger (4) is over
+    assert sleep_calls == pytest.approx([GATHER_STEP, GATHER_STEP])
+    assert transit.kinds() == [("single", 1), ("batch", 3), ("batch", 4)]
+
+
+def test_close_during_a_gather_sends_what_is_queued(make_batcher, transit, pool):
+    batcher: DecryptBatcher | None = None
+    closing: list[threading.Thread] = []
+
+    def sleep(seconds: float) -> None:  # the provider stops while the sender gathers
+        made = batcher
+        assert made is not None
+        if not closing:
+            closing.append(threading.Thread(target=made.close))
+            closing[0].start()
+            wait_for(lambda: made._closed, timeout=5)
+
+    batcher = make_batcher(max_in_flight=1, max_batch=64, linger=0.05, sleep=sleep)
     occupy(batcher, transit, pool)
     first = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
     transit.delay = 0.3
@@ -430,10 +491,31 @@ def test_gathering_goes_on_while_decrypts_arrive_up_to_the_linger(make_batcher, 
     second = queue_up(batcher, pool, [ciphertext(n) for n in range(10, 12)])
     for future in first + second:
         future.result(5)
-    for future in late:
-        future.result(5)
-    assert sleep_calls == [GATHER_STEP] * 4  # it kept gathering while they came, no longer
-    assert transit.kinds() == [("single", 1), ("batch", 3), ("batch", 6)]
+    closing[0].join(5)
+    assert not closing[0].is_alive()
+    assert transit.kinds() == [("single", 1), ("batch", 3), ("batch", 2)]
+
+
+def test_after_close_the_queue_drains_while_lone_decrypts_hold_the_slots(
+    make_batcher, transit, pool
+):
+    batcher = make_batcher(max_in_flight=1)
+    held = occupy(batcher, transit, pool)  # holds the one request slot, at the gate
+    queued = queue_up(batcher, pool, [ciphertext(1)])
+    closing = threading.Thread(target=batcher.close)
+    closing.start()
+    # after close a Decrypt goes alone and takes a slot too; the queued one must not wait
+    # for a free slot that lone Decrypts can keep taking
+    alone = pool.submit(batcher.decrypt, ciphertext(2), AAD)
+    assert transit.entered.acquire(timeout=5)
+    assert transit.entered.acquire(timeout=5)  # both reached OpenBao with the gate still shut
+    assert sorted(transit.sent()) == [ciphertext(0), ciphertext(1), ciphertext(2)]
+    transit.release()
+    assert [f.result(5) for f in (held, queued[0], alone)] == [
+        plaintext_of(ciphertext(n)) for n in range(3)
+    ]
+    closing.join(5)
+    assert not closing.is_alive()
 
 
 def test_a_lone_request_and_a_full_batch_never_linger(make_batcher, transit, pool):
@@ -457,6 +539,7 @@ def test_linger_zero_sends_as_soon_as_openbao_answered(make_batcher, transit, po
     assert list(pool.map(lambda v: batcher.decrypt(v, AAD), values)) == [
         plaintext_of(v) for v in values
     ]
+    assert any(kind == "batch" and size > 1 for kind, size in transit.kinds())  # under load
     assert sleep.calls == []
 
 

@@ -26,7 +26,16 @@ def test_duration_forms_accepted(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.5, "500ms"), (1.5, "1500ms"), (2.0, "2s"), (90.0, "90s"), (300.0, "5m"), (7200.0, "2h")],
+    [
+        (0.5, "500ms"),
+        (1.5, "1500ms"),
+        (2.0, "2s"),
+        (90.0, "90s"),
+        (300.0, "5m"),
+        (7200.0, "2h"),
+        (0.0005, "0.5ms"),  # not rounded to a whole millisecond (which would read as zero)
+        (0.0025, "2.5ms"),
+    ],
 )
 def test_format_duration_is_the_inverse_of_parse(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

@@ -125,6 +125,14 @@ def test_batch_linger_takes_zero_and_milliseconds(value: str, seconds: float | N
     assert config.openbao.decrypt_batch_linger == seconds
 
 
+@pytest.mark.parametrize("value", ["0s", "0.5ms", "2.5ms", "5ms", "50ms"])
+def test_batch_linger_survives_a_dump_and_reload(value: str) -> None:
+    config = parse_config(with_value("openbao.decryptBatchLinger", value))
+    dumped = config.model_dump(mode="json", by_alias=True)
+    reloaded = parse_config(dumped)
+    assert reloaded.openbao.decrypt_batch_linger == config.openbao.decrypt_batch_linger
+
+
 def test_batch_linger_range_is_said_in_words() -> None:
     message = refused(with_value("openbao.decryptBatchLinger", "1s"))
     assert "must be between 0s and 50ms" in message

@@ -229,7 +229,8 @@ def test_64_stalled_streams_neither_slow_status_nor_live_forever(socket_dir: Pat
         return
         yield b""
 
-    with serving(socket_dir, workers=16) as served:
+    codes = FinishedCodes()
+    with serving(socket_dir, workers=16, interceptors=[RpcMetricsInterceptor(codes)]) as served:
         served.server.receiver.timeout = 2.0
         stall = served.channel.stream_unary("/v2.KeyManagementService/Decrypt")
         try:
@@ -246,6 +247,8 @@ def test_64_stalled_streams_neither_slow_status_nor_live_forever(socket_dir: Pat
             ended = time.monotonic() - started
             assert ended < 2.0 + 5.0  # the receive deadline plus a loaded machine's slack
             assert served.server.receiver.stalled == 64
+            wait_for(lambda: len(codes.finished) >= 64 + 10, timeout=10)
+            assert codes.finished.count(("Decrypt", Code.CANCELLED)) == 64  # as /metrics counts
             # the workers are free again: a real call is served at once
             assert _status_latency(served) < 1.0
         finally:

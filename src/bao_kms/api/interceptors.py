@@ -3,10 +3,11 @@
 The interceptor wraps each method's behaviour once (cached by method name) and reports to an
 :class:`RpcObserver` (``bao_kms.ops.metrics`` implements it): ``started`` when the call enters
 the servicer, ``finished`` with the gRPC code it ended with. The code is read from the call's
-context, where the servicer's one error wrapper put it (``context.abort``), so the metrics see
-exactly what kube-apiserver saw. A call that grpcio ends while the handler waits (cancelled by
-the client or its deadline, stalled past the receive deadline, or a message over the receive
-limit) counts as ``CANCELLED``. Calls grpcio refuses before any handler runs (beyond
+context, where the servicer's one error wrapper put it (``context.abort``), so for every call
+the servicer answered the metrics see exactly what kube-apiserver saw. A call that grpcio ends
+while the handler waits for its message counts as ``CANCELLED``, whatever grpcio sent the
+client (``DEADLINE_EXCEEDED`` for an expired deadline, ``RESOURCE_EXHAUSTED`` for a message
+over the receive limit). Calls grpcio refuses before any handler runs (beyond
 ``maxConcurrentRequests``) never reach an interceptor.
 """
 

@@ -98,6 +98,7 @@ class ReceiveDeadline:
         try:
             return next(requests)
         except StopIteration:
+            entry.context = None  # the stream has ended: not a stall for the watchdog to cancel
             self._no_message(requests, context)  # raises if grpcio is ending the call
             return None
         finally:

@@ -54,8 +54,12 @@ def parse_duration(value: Any) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The inverse of :func:`parse_duration`, so a dumped config loads again."""
-    milliseconds = round(seconds * 1000)
+    """The inverse of :func:`parse_duration`, so a dumped config loads again (``0.5ms`` stays
+    ``0.5ms``: rounding to whole milliseconds would change, or zero, a short duration)."""
+    exact = seconds * 1000
+    milliseconds = round(exact)
+    if abs(exact - milliseconds) > 1e-9:
+        return f"{exact:.6g}ms"
     for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if milliseconds % size == 0:
             return f"{milliseconds // size}{unit}"

@@ -410,63 +410,55 @@ def test_under_load_the_next_batch_lingers_to_gather_more(make_batcher, transit,
     assert sleep.calls == [GATHER_STEP]
 
 
-def test_gathering_goes_on_while_decrypts_arrive_up_to_the_linger(make_batcher, transit, pool):
+def gather_with_arrivals(
+    make_batcher: Callable[..., DecryptBatcher],
+    transit: FakeTransit,
+    pool: ThreadPoolExecutor,
+    *,
+    step_takes: float,
+) -> list[float]:
+    """A 3-item request out, 2 Decrypts queued behind it, and one more arriving in every step
+    of the gather that follows; each step takes *step_takes* times what was asked, on the
+    batcher's clock. Returns the steps asked for (linger: 4 steps)."""
     clock = FakeClock()
-    batcher: DecryptBatcher | None = None
+    made: list[DecryptBatcher] = []
     arrivals = iter(range(100, 200))
-    sleep_calls: list[float] = []
+    steps: list[float] = []
     late: list[Future[bytes]] = []
 
-    def sleep(seconds: float) -> None:  # each step takes its time, and one more Decrypt arrives
-        sleep_calls.append(seconds)
-        clock.advance(seconds)
-        assert batcher is not None
-        late.extend(queue_up(batcher, pool, [ciphertext(next(arrivals))]))
+    def sleep(seconds: float) -> None:
+        steps.append(seconds)
+        clock.advance(step_takes * seconds)
+        late.extend(queue_up(made[0], pool, [ciphertext(next(arrivals))]))
 
     batcher = make_batcher(
         max_in_flight=1, max_batch=64, linger=4 * GATHER_STEP, sleep=sleep, clock=clock
     )
+    made.append(batcher)
     occupy(batcher, transit, pool)
     first = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
     transit.delay = 0.3
     transit.release()
-    assert transit.entered.acquire(timeout=5)
+    assert transit.entered.acquire(timeout=5)  # the 3-item batch is out
     second = queue_up(batcher, pool, [ciphertext(n) for n in range(10, 12)])
-    for future in first + second + late:
+    for future in first + second:
         future.result(5)
     for future in late:
         future.result(5)
-    assert sleep_calls == pytest.approx([GATHER_STEP] * 4)  # gathering while they came, no longer
+    return steps
+
+
+def test_gathering_goes_on_while_decrypts_arrive_up_to_the_linger(make_batcher, transit, pool):
+    steps = gather_with_arrivals(make_batcher, transit, pool, step_takes=1)
+    assert steps == pytest.approx([GATHER_STEP] * 4)  # gathering while they came, no longer
     assert transit.kinds() == [("single", 1), ("batch", 3), ("batch", 6)]
 
 
 def test_the_gather_is_bounded_by_the_clock_not_by_counting_steps(make_batcher, transit, pool):
     """A step can take far longer than asked (a busy machine, the GIL): the linger is time."""
-    clock = FakeClock()
-    batcher: DecryptBatcher | None = None
-    arrivals = iter(range(100, 200))
-    sleep_calls: list[float] = []
-    late: list[Future[bytes]] = []
-
-    def slow_sleep(seconds: float) -> None:  # every step overshoots threefold
-        sleep_calls.append(seconds)
-        clock.advance(3 * seconds)
-        assert batcher is not None
-        late.extend(queue_up(batcher, pool, [ciphertext(next(arrivals))]))
-
-    batcher = make_batcher(
-        max_in_flight=1, max_batch=64, linger=4 * GATHER_STEP, sleep=slow_sleep, clock=clock
-    )
-    occupy(batcher, transit, pool)
-    first = queue_up(batcher, pool, [ciphertext(n) for n in range(1, 4)])
-    transit.delay = 0.3
-    transit.release()
-    assert transit.entered.acquire(timeout=5)
-    second = queue_up(batcher, pool, [ciphertext(n) for n in range(10, 12)])
-    for future in first + second + late:
-        future.result(5)
+    steps = gather_with_arrivals(make_batcher, transit, pool, step_takes=3)
     # 1.5 step-lengths passed after the first step, 3 after the second: the linger (4) is over
-    assert sleep_calls == pytest.approx([GATHER_STEP, GATHER_STEP])
+    assert steps == pytest.approx([GATHER_STEP, GATHER_STEP])
     assert transit.kinds() == [("single", 1), ("batch", 3), ("batch", 4)]
 
 

@@ -23,9 +23,10 @@ with :data:`RECOVERY` in the message. Without ``state.path`` the registry lives 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -156,28 +157,29 @@ class FileRegistry:
         """Write *state* as the successor of *expected* (None: the first state of a fresh
         node); StateConflict when the file no longer holds *expected*."""
         with self._lock:
-            try:
-                files.prepare_directory(self.path.parent)
-                with files.transaction_lock(self._txlock_path, exclusive=True):
-                    on_disk = self._read_locked()
-                    if _hash(on_disk) != _hash(expected):
-                        raise StateConflict(
-                            "the key registry changed since it was read (another writer); "
-                            "read it again"
-                        )
-                    stored = self._write_locked(state, expected, 0)
-                    self._seen = (
-                        files.signature(self.path),
-                        files.signature(self.checkpoint_path),
+            with self._writing():
+                on_disk = self._read_locked()
+                if _hash(on_disk) != _hash(expected):
+                    raise StateConflict(
+                        "the key registry changed since it was read (another writer); read it again"
                     )
-            except files.UnsafeFile as error:
-                raise StateInvalid(f"{error}; {RECOVERY}") from None
-            except OSError as error:
-                raise StateWriteFailed(
-                    f"cannot write the key registry: {_describe(error)}"
-                ) from None
+                stored = self._write_locked(state, expected, 0)
+                self._seen = (files.signature(self.path), files.signature(self.checkpoint_path))
             self._current = stored
             return stored
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The directory made and the exclusive transaction lock held, for one write; a file
+        that is not safe to trust is StateInvalid, any other file error StateWriteFailed."""
+        try:
+            files.prepare_directory(self.path.parent)
+            with files.transaction_lock(self._txlock_path, exclusive=True):
+                yield
+        except files.UnsafeFile as error:
+            raise StateInvalid(f"{error}; {RECOVERY}") from None
+        except OSError as error:
+            raise StateWriteFailed(f"cannot write the key registry: {_describe(error)}") from None
 
     def token(self) -> str:
         """What ``--expected-state-hash`` must name for the files as they are now: the hash
@@ -191,24 +193,16 @@ class FileRegistry:
         """Write *state* over whatever the files hold now (``rebuild-state``), if their token
         is still *expected_token*; the generation continues above any the files show."""
         with self._lock:
-            try:
-                files.prepare_directory(self.path.parent)
-                with files.transaction_lock(self._txlock_path, exclusive=True):
-                    token = self._token_locked()
-                    if token != expected_token:
-                        raise StateConflict(
-                            f"the key registry is now {token}, not {expected_token}: "
-                            "show the plan again"
-                        )
-                    floor = self._highest_generation()
-                    previous = REBUILT_FROM + token
-                    stored = self._write_locked(state, None, floor, previous_hash=previous)
-            except files.UnsafeFile as error:
-                raise StateInvalid(f"{error}; {RECOVERY}") from None
-            except OSError as error:
-                raise StateWriteFailed(
-                    f"cannot write the key registry: {_describe(error)}"
-                ) from None
+            with self._writing():
+                token = self._token_locked()
+                if token != expected_token:
+                    raise StateConflict(
+                        f"the key registry is now {token}, not {expected_token}: "
+                        "show the plan again"
+                    )
+                floor = self._highest_generation()
+                previous = REBUILT_FROM + token
+                stored = self._write_locked(state, None, floor, previous_hash=previous)
             self._current, self._seen = stored, object()
             return stored
 

@@ -19,11 +19,13 @@ content.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...errors import AuthCredentialInvalid, ConfigError
@@ -80,8 +82,10 @@ class CredentialProblem(Exception):
         return AuthCredentialInvalid(str(self))
 
 
-def read_credential(file: CredentialFile) -> tuple[bytes, Signature]:
-    """The file's content without surrounding whitespace, and the signature of what was read."""
+@contextlib.contextmanager
+def _opened(file: CredentialFile) -> Iterator[tuple[int, os.stat_result]]:
+    """The file open (never blocking on a FIFO, never becoming a controlling terminal) and
+    its kind and mode checked; any OS error on the way is a :class:`CredentialProblem`."""
     try:
         fd = os.open(file.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as error:
@@ -89,11 +93,17 @@ def read_credential(file: CredentialFile) -> tuple[bytes, Signature]:
     try:
         info = os.fstat(fd)
         _check_kind_and_mode(file, info)
-        content = os.read(fd, MAX_CREDENTIAL_BYTES + 1)
+        yield fd, info
     except OSError as error:
         raise CredentialProblem(file, f"cannot be read ({error.strerror})") from None
     finally:
         os.close(fd)
+
+
+def read_credential(file: CredentialFile) -> tuple[bytes, Signature]:
+    """The file's content without surrounding whitespace, and the signature of what was read."""
+    with _opened(file) as (fd, info):
+        content = os.read(fd, MAX_CREDENTIAL_BYTES + 1)
     if len(content) > MAX_CREDENTIAL_BYTES:
         raise CredentialProblem(file, "is larger than 64 KiB: not a credential file")
     content = content.strip(b" \t\r\n")
@@ -111,15 +121,8 @@ def single_value(file: CredentialFile, content: bytes) -> str:
 
 def check_file(file: CredentialFile) -> Signature:
     """Only the kind, mode and signature (files read by OpenSSL, such as a client key)."""
-    try:
-        fd = os.open(file.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as error:
-        raise CredentialProblem(file, _open_problem(error)) from None
-    try:
-        info = os.fstat(fd)
-        _check_kind_and_mode(file, info)
-    finally:
-        os.close(fd)
+    with _opened(file) as (_, info):
+        pass
     if info.st_size == 0:
         raise CredentialProblem(file, "is empty")
     return info.st_ino, info.st_size, info.st_mtime_ns

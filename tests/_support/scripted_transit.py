@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 from bao_kms.identity import Identity
 from bao_kms.openbao import KeyMetadata
+from bao_kms.openbao.protocols import ProbeTransit
+from bao_kms.status import StatusMonitor
 
 from . import SAFE_KEY
 
@@ -67,3 +70,12 @@ class ScriptedTransit:
         if self.decrypt_failure:
             raise self.decrypt_failure
         return bytes.fromhex(ciphertext.split(b":", 2)[2].decode())
+
+
+def monitor_on(transit: ScriptedTransit, clock: Callable[[], float]) -> StatusMonitor:
+    """A status monitor probing *transit* on *clock*: probes every 30 s, deep probes every
+    5 m, Status stale after 2 m (the shipped defaults)."""
+    probe: ProbeTransit = transit  # mypy: the fake has the protocol's signatures
+    return StatusMonitor(
+        probe, IDENTITY, probe_interval=30, deep_probe_interval=300, max_staleness=120, clock=clock
+    )

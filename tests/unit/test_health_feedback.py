@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from _support import SAFE_KEY, FakeClock
-from _support.scripted_transit import IDENTITY, ScriptedTransit
+from _support.scripted_transit import IDENTITY, ScriptedTransit, monitor_on
 from bao_kms.errors import (
     CiphertextAuthenticationFailed,
     KeyIdNotChecked,
@@ -24,7 +24,6 @@ from bao_kms.errors import (
     UnknownKeyId,
 )
 from bao_kms.openbao.answers import Answer
-from bao_kms.openbao.protocols import ProbeTransit
 from bao_kms.reasons import Reason
 from bao_kms.status import StatusMonitor
 from bao_kms.status.feedback import ReportingTransit
@@ -42,10 +41,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def monitor(transit: ScriptedTransit, clock: FakeClock) -> StatusMonitor:
-    probe: ProbeTransit = transit
-    return StatusMonitor(
-        probe, IDENTITY, probe_interval=30, deep_probe_interval=300, max_staleness=120, clock=clock
-    )
+    return monitor_on(transit, clock)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from _support import SAFE_KEY, FakeClock
-from _support.scripted_transit import IDENTITY, ScriptedTransit
+from _support.scripted_transit import IDENTITY, ScriptedTransit, monitor_on
 from bao_kms.errors import (
     DeadlineExceeded,
     KeyIdNotChecked,
@@ -41,15 +41,7 @@ def transit() -> ScriptedTransit:
 
 @pytest.fixture
 def monitor(transit: ScriptedTransit, clock: FakeClock) -> StatusMonitor:
-    probe: ProbeTransit = transit  # mypy: the fake has the protocol's signatures
-    return StatusMonitor(
-        probe,
-        IDENTITY,
-        probe_interval=30,
-        deep_probe_interval=300,
-        max_staleness=120,
-        clock=clock,
-    )
+    return monitor_on(transit, clock)
 
 
 def test_the_scripted_transit_is_a_probe_transit(transit: ScriptedTransit) -> None:

@@ -6,6 +6,8 @@ runs) through its hooks, so they share its start/stop-by-PID, die-with-parent an
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,16 @@ class RaftOpenBao(EmbeddedOpenBao):
             raise EmbeddedOpenBaoError("not initialised: no unseal key")
         self.api("POST", "sys/unseal", {"key": self.unseal_key}, timeout=START_TIMEOUT)
         self._wait_active()
+
+
+@contextmanager
+def raft_with_transit() -> Iterator[RaftOpenBao]:
+    """A started single-node raft server with Transit key ``transit/kms``, closed after the
+    block (for module-scoped fixtures: restartable and sealable, unlike a dev server)."""
+    server = RaftOpenBao()
+    try:
+        server.start()
+        server.setup_transit("transit", "kms")
+        yield server
+    finally:
+        server.close()

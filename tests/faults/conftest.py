@@ -27,7 +27,7 @@ from _support.faults import (
     Seen,
     run_fault,
 )
-from _support.openbao_servers import RaftOpenBao
+from _support.openbao_servers import RaftOpenBao, raft_with_transit
 
 _MATRIX = pytest.StashKey[Matrix]()
 
@@ -55,13 +55,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.fixture(scope="module")
 def raft() -> Iterator[RaftOpenBao]:
     """One restartable, sealable single-node raft server for a module's tests."""
-    server = RaftOpenBao()
-    try:
-        server.start()
-        server.setup_transit("transit", "kms")
+    with raft_with_transit() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 
 from _support.answer_rows import AAD, CODE, FAKE_TOKEN, SEED, Harness
 from _support.fake_openbao import FakeBao, RefusingAddress, Reply, errors_body
-from _support.openbao_servers import RaftOpenBao, TlsDevOpenBao
+from _support.openbao_servers import RaftOpenBao, TlsDevOpenBao, raft_with_transit
 from bao_kms.errors import KmsError, grpc_status
 from bao_kms.manifests import openbao_policy
 from bao_kms.openbao import TransitClient
@@ -48,13 +48,8 @@ def second() -> Iterator[FakeBao]:
 @pytest.fixture(scope="module")
 def raft() -> Iterator[RaftOpenBao]:
     """A restartable, sealable real server of this module's own."""
-    server = RaftOpenBao()
-    try:
-        server.start()
-        server.setup_transit("transit", "kms")
+    with raft_with_transit() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")

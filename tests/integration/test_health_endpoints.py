@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from _support import wait_for
-from _support.openbao_servers import RaftOpenBao
+from _support.openbao_servers import RaftOpenBao, raft_with_transit
 from bao_kms.ops.http import split_address
 
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(180)]
@@ -22,13 +22,8 @@ INTERVALS = {"probeInterval": "10s", "deepProbeInterval": "5m", "maxStaleness": 
 
 @pytest.fixture(scope="module")
 def raft() -> Iterator[RaftOpenBao]:
-    server = RaftOpenBao()
-    try:
-        server.start()
-        server.setup_transit("transit", "kms")
+    with raft_with_transit() as server:
         yield server
-    finally:
-        server.close()
 
 
 def get(address: str, path: str) -> tuple[int, dict[str, Any]]:

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from _support import wait_for
-from _support.openbao_servers import RaftOpenBao
+from _support.openbao_servers import raft_with_transit
 
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(240)]
 
@@ -17,13 +17,8 @@ pytestmark = [pytest.mark.openbao, pytest.mark.timeout(240)]
 @pytest.fixture(scope="module")
 def raft_openbao():
     """A restartable single-node raft server (dev servers forget their keys on restart)."""
-    server = RaftOpenBao()
-    try:
-        server.start()
-        server.setup_transit("transit", "kms")
+    with raft_with_transit() as server:
         yield server
-    finally:
-        server.close()
 
 
 def _unhealthy(running):

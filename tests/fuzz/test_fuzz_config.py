@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from _support.config_documents import MARKER, full, minimal
+from _support.document_paths import key_paths
 from _support.leaks import assert_clean
 from bao_kms.config import Config, load_config, parse_config
 from bao_kms.config.loader import _FIELD_NAMES
@@ -127,33 +128,13 @@ deep_values = st.builds(_nested, st.integers(50, 600), plain_values, st.booleans
 # --- documents ---------------------------------------------------------------------------------
 
 
-def _paths(document: Any, limit: int = 64) -> list[tuple[Any, ...]]:
-    """Key paths and list indexes in a document, shallow ones first (iterative: a mutation may
-    have nested thousands of levels deep already)."""
-    found: list[tuple[Any, ...]] = []
-    pending: list[tuple[tuple[Any, ...], Any]] = [((), document)]
-    while pending and len(found) < limit:
-        prefix, node = pending.pop(0)
-        items = (
-            node.items()
-            if isinstance(node, dict)
-            else enumerate(node)
-            if isinstance(node, list)
-            else ()
-        )
-        for key, value in items:
-            found.append((*prefix, key))
-            pending.append(((*prefix, key), value))
-    return found
-
-
 @st.composite
 def mutated_documents(draw: st.DrawFn, *, deep: bool = True) -> Any:
     """A valid document (minimal or full) with one to four mutations (*deep*: nesting hundreds
     of levels deep among them; YAML gets its deep nesting as text instead)."""
     document = copy.deepcopy(draw(st.sampled_from([minimal(), full()])))
     for _ in range(draw(st.integers(1, 4))):
-        paths = _paths(document)
+        paths = key_paths(document, limit=64)
         if not paths:
             break
         *parents, last = draw(st.sampled_from(paths))

@@ -35,6 +35,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _support.document_paths import key_paths
 from _support.fake_openbao import FakeBao, Reply
 from _support.leaks import SECRETS, TOKEN, assert_clean
 from bao_kms.errors import KmsError
@@ -154,30 +155,12 @@ def _damaged_base64(value: str, draw: st.DrawFn) -> str:
     return ""
 
 
-def _paths(document: Any) -> list[tuple[Any, ...]]:
-    found: list[tuple[Any, ...]] = []
-    pending: list[tuple[tuple[Any, ...], Any]] = [((), document)]
-    while pending:
-        prefix, node = pending.pop()
-        items = (
-            node.items()
-            if isinstance(node, dict)
-            else enumerate(node)
-            if isinstance(node, list)
-            else ()
-        )
-        for key, value in items:
-            found.append((*prefix, key))
-            pending.append(((*prefix, key), value))
-    return found
-
-
 @st.composite
 def mutated(draw: st.DrawFn, operation: str) -> Any:
     """A well-formed answer for *operation* with one to three mutations."""
     document = TEMPLATES[operation](draw(st.randoms(use_true_random=False)))
     for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(document)
+        paths = key_paths(document)
         if not paths:
             return draw(json_values)
         *parents, last = draw(st.sampled_from(paths))

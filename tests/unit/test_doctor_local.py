@@ -116,6 +116,18 @@ def test_world_writable_socket_directory_fails(node: Path) -> None:
     assert finding.outcome is Outcome.FAIL and "world-writable" in finding.message
 
 
+def test_a_world_writable_directory_above_the_socket_fails_as_serve_would(node: Path) -> None:
+    """doctor asks the provider's own socket-directory rules, ancestors included."""
+    (node / "open").mkdir()
+    (node / "open").chmod(0o777)  # no sticky bit: anyone could swap the directory below
+    (node / "open/private").mkdir(mode=0o750)
+    document_ = document(node)
+    document_["server"]["socketPath"] = str(node / "open/private/kms.sock")
+    finding = check_socket(parse_config(document_))
+    assert finding.outcome is Outcome.FAIL
+    assert "world-writable without the sticky bit" in finding.message
+
+
 def test_symlinked_socket_directory_fails(node: Path) -> None:
     (node / "real").mkdir()
     (node / "link").symlink_to(node / "real")

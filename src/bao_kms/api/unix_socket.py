@@ -65,6 +65,14 @@ def _check_owner(path: Path, info: os.stat_result, what: str) -> None:
 
 def _check_parent(parent: Path) -> None:
     _create_directories(parent)
+    check_socket_directory(parent)
+
+
+def check_socket_directory(parent: Path, *, check_owner: bool = True) -> None:
+    """The rules an existing socket directory must meet, raised as :class:`SocketError`: not a
+    symlink, a directory, not world-writable, owned by the provider's user or root (unless
+    *check_owner* is false: ``doctor`` may run as another user), and only safe directories
+    above it. ``doctor`` and ``config check`` ask the same question here."""
     info = parent.lstat()
     if stat.S_ISLNK(info.st_mode):
         raise SocketError(f"socket directory {parent} is a symlink; refusing it")
@@ -75,7 +83,8 @@ def _check_parent(parent: Path) -> None:
             f"socket directory {parent} is world-writable; use a directory only the provider "
             "(and the apiserver's group) can write"
         )
-    _check_owner(parent, info, "socket directory")
+    if check_owner:
+        _check_owner(parent, info, "socket directory")
     _check_ancestors(parent)
 
 
@@ -99,7 +108,9 @@ def _check_ancestors(parent: Path) -> None:
             )
 
 
-def _is_live(path: Path) -> bool:
+def socket_in_use(path: Path) -> bool:
+    """Whether a process accepts connections on the socket at *path* (refused: a stale one);
+    SocketError when that cannot be told."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
@@ -139,7 +150,7 @@ def _prepare(path: Path) -> Path:
         raise SocketError(f"socket path {path} is a symlink; refusing it")
     if not stat.S_ISSOCK(info.st_mode):
         raise SocketError(f"socket path {path} exists and is not a socket; refusing to remove it")
-    if _is_live(path):
+    if socket_in_use(path):
         raise SocketError(f"socket {path} is in use by another process (another provider?)")
     path.unlink()  # stale: left behind by a crash, nobody is listening
     return path

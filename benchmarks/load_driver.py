@@ -48,11 +48,20 @@ from typing import Any
 import orjson
 import urllib3
 import yaml
-from load_support import Child, KmsCalls, Run, closed_loop, cpu_seconds, free_port, scrape
+from load_support import (
+    Child,
+    KmsCalls,
+    Run,
+    closed_loop,
+    cpu_seconds,
+    free_port,
+    scrape,
+    seal_seeds,
+)
 
 from bao_kms._proto import api_pb2
 from bao_kms.embedded import EmbeddedOpenBao, find_bao_binary
-from bao_kms.identity import Identity
+from bao_kms.identity import Identity, KeyVersion
 from bao_kms.manifests import openbao_policy
 
 HERE = Path(__file__).resolve().parent
@@ -174,25 +183,17 @@ class Bench:
         """*count* new DEK seeds sealed under the key's AAD (Transit batch encrypt, 150 a
         request: seeds no provider has decrypted before)."""
         version = self.key_version
-        sealed: list[Sealed] = []
-        while len(sealed) < count:
-            seeds = [os.urandom(32) for _ in range(min(150, count - len(sealed)))]
-            batch = [
-                {
-                    "plaintext": base64.b64encode(s).decode(),
-                    "associated_data": version.associated_data,
-                    "key_version": version.version,
-                }
-                for s in seeds
-            ]
-            answer = self.openbao.api("POST", "transit/encrypt/kms", {"batch_input": batch})
-            for seed, result in zip(seeds, answer["data"]["batch_results"], strict=True):
-                ciphertext = result["ciphertext"].encode()
-                request = api_pb2.DecryptRequest(
-                    ciphertext=ciphertext, key_id=version.key_id, annotations=version.annotations
-                )
-                sealed.append(Sealed(seed, ciphertext, request.SerializeToString()))
-        return sealed
+        return [
+            Sealed(seed, ciphertext, _decrypt_request(ciphertext, version))
+            for seed, ciphertext in seal_seeds(self.openbao, version, count)
+        ]
+
+
+def _decrypt_request(ciphertext: bytes, version: KeyVersion) -> bytes:
+    request = api_pb2.DecryptRequest(
+        ciphertext=ciphertext, key_id=version.key_id, annotations=version.annotations
+    )
+    return request.SerializeToString()
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ process from ``/proc/<pid>``. Child processes are stopped by PID, SIGTERM first.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import signal
@@ -23,6 +24,8 @@ from typing import Any
 import grpc
 
 from bao_kms._proto import api_pb2
+from bao_kms.embedded import EmbeddedOpenBao
+from bao_kms.identity import KeyVersion
 
 SERVICE = "/v2.KeyManagementService/"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -257,3 +260,28 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# --- sealed DEK seeds --------------------------------------------------------------------------
+
+
+def seal_seeds(
+    openbao: EmbeddedOpenBao, version: KeyVersion, count: int, key_path: str = "transit/encrypt/kms"
+) -> list[tuple[bytes, bytes]]:
+    """*count* fresh (seed, ciphertext) pairs: 32-byte seeds no provider has decrypted before,
+    sealed under *version*'s AAD by Transit batch encrypt, 150 a request."""
+    sealed: list[tuple[bytes, bytes]] = []
+    while len(sealed) < count:
+        seeds = [os.urandom(32) for _ in range(min(150, count - len(sealed)))]
+        batch = [
+            {
+                "plaintext": base64.b64encode(seed).decode(),
+                "associated_data": version.associated_data,
+                "key_version": version.version,
+            }
+            for seed in seeds
+        ]
+        answer = openbao.api("POST", key_path, {"batch_input": batch})
+        results = answer["data"]["batch_results"]
+        sealed += [(s, r["ciphertext"].encode()) for s, r in zip(seeds, results, strict=True)]
+    return sealed

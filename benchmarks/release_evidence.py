@@ -29,7 +29,6 @@ Exit 0 when every gate passed, 1 when one failed. Every process is stopped by PI
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -49,6 +48,7 @@ from typing import Any
 import grpc
 import orjson
 from evidence_stack import CALL_TIMEOUT, LABELS, Stack
+from load_support import seal_seeds
 from soak import Settings, percentile_ms, run_soak, summary_line
 
 from bao_kms._version import __version__
@@ -129,22 +129,7 @@ def _active_version(stack: Stack) -> Any:
 
 def _seal(stack: Stack, count: int) -> list[tuple[bytes, bytes]]:
     """*count* fresh (seed, ciphertext) pairs under the active version's AAD, 150 a request."""
-    version = _active_version(stack)
-    sealed: list[tuple[bytes, bytes]] = []
-    while len(sealed) < count:
-        seeds = [os.urandom(32) for _ in range(min(150, count - len(sealed)))]
-        batch = [
-            {
-                "plaintext": base64.b64encode(seed).decode(),
-                "associated_data": version.associated_data,
-                "key_version": version.version,
-            }
-            for seed in seeds
-        ]
-        answer = stack.openbao.api("POST", "transit/encrypt/kms", {"batch_input": batch})
-        results = answer["data"]["batch_results"]
-        sealed += [(s, r["ciphertext"].encode()) for s, r in zip(seeds, results, strict=True)]
-    return sealed
+    return seal_seeds(stack.openbao, _active_version(stack), count)
 
 
 def storm_gate(stack: Stack, objects: int, concurrency: int) -> Gate:

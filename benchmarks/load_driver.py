@@ -12,6 +12,8 @@ measures (absolute numbers swing by 25% or more between runs on a shared machine
   fresh ciphertexts, each asked twice at once) that counts the requests and items OpenBao saw
   (from the provider's ``/metrics``);
 * **latency**: p50/p99 of Status, Encrypt and Decrypt at low load (one caller), C=8 and C=64;
+  beside them the floors from the same run: the no-op server's Decrypt at the same C, and a
+  no-op Decrypt that waits as long as a direct Transit decrypt took (its p50 at C=1);
 * **memory**: peak RSS (VmHWM) through repeated storms of ``--memory-requests`` Decrypts, and
   the RSS after each (no growth across storms).
 
@@ -166,10 +168,13 @@ class Bench:
             child.stop()
 
     @contextlib.contextmanager
-    def noop(self, *, aio: bool = False) -> Iterator[tuple[Child, KmsCalls]]:
+    def noop(
+        self, *, aio: bool = False, decrypt_wait: float = 0.0
+    ) -> Iterator[tuple[Child, KmsCalls]]:
         socket_path = self._path("noop.sock")
         argv = [sys.executable, str(HERE / "noop_server.py"), "--socket", str(socket_path)]
         argv += ["--aio"] if aio else ["--workers", str(self.args.workers)]
+        argv += ["--decrypt-wait", f"{decrypt_wait:.6f}"]
         child = Child(argv, log=self._path("noop.log"))
         calls = KmsCalls(socket_path)
         try:
@@ -209,11 +214,16 @@ def openbao_cpu(bench: Bench, runs: list[Run]) -> Iterator[None]:
         run.extra["openbao_cpu_ms_per_call"] = round(spent / calls * 1000, 4) if calls else None
 
 
-def noop_run(bench: Bench, calls: int, concurrency: int, *, aio: bool = False) -> Run:
+def noop_run(
+    bench: Bench, calls: int, concurrency: int, *, aio: bool = False, decrypt_wait: float = 0.0
+) -> Run:
     request = api_pb2.DecryptRequest(ciphertext=b"vault:v1:AAAA", key_id="x").SerializeToString()
-    with bench.noop(aio=aio) as (child, kms):
+    name = "noop server Decrypt" + (" (grpc.aio)" if aio else "")
+    if decrypt_wait:
+        name += f", waits {decrypt_wait * 1000:.2f} ms"
+    with bench.noop(aio=aio, decrypt_wait=decrypt_wait) as (child, kms):
         return closed_loop(
-            "noop server Decrypt" + (" (grpc.aio)" if aio else ""),
+            name,
             lambda _: kms.decrypt(request, timeout=10),
             calls,
             concurrency,
@@ -311,6 +321,15 @@ def latency_runs(bench: Bench, calls: int) -> dict[str, Any]:
     direct = direct_run(bench, bench.fresh(calls), 1, "direct Transit (C=1)")
     print(direct.line(), flush=True)
     runs["direct C=1"] = direct.as_dict()
+    # the floors in the same run: grpcio's own latency (a no-op Decrypt), and a no-op Decrypt
+    # that waits as long as a direct Transit decrypt took (what any plugin has to wait)
+    for concurrency in (1, 8, 64):
+        noop = noop_run(bench, calls, concurrency)
+        print(noop.line(), flush=True)
+        runs[f"noop C={concurrency}"] = noop.as_dict()
+    waiting = noop_run(bench, calls, 1, decrypt_wait=direct.p50_ms / 1000)
+    print(waiting.line(), flush=True)
+    runs["noop waiting C=1"] = waiting.as_dict()
     with bench.provider(Variant(pure=False, batching=True)) as provider:
         for concurrency in (1, 8, 64):
             for rpc in ("Status", "Encrypt", "Decrypt"):

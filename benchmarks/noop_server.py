@@ -6,11 +6,18 @@ request. Whatever it serves per second and costs in CPU per call is what grpcio 
 so the load driver reports the provider against it, in the same run, at the same concurrency.
 
     python benchmarks/noop_server.py --socket /tmp/x/noop.sock [--workers 64] [--aio]
+                                     [--decrypt-wait 0.0009]
 
 ``--aio`` serves the same answers from grpcio's asyncio server (``grpc.aio``): one event loop,
 no thread hand-off per call. It is not the ceiling the provider is held to (the provider is a
 sync grpcio server); the load driver's ``--aio-noop`` measures it beside the sync one, to show
-what the server model itself costs. Serves until SIGTERM or SIGINT.
+what the server model itself costs.
+
+``--decrypt-wait SECONDS`` makes each Decrypt wait that long (sleeping, no CPU) before it
+answers, as a plugin does while Transit decrypts: with the direct Transit latency there, it is
+the lowest latency any plugin on grpcio's sync server can answer a lone Decrypt in. A handler
+that blocks costs grpcio more than the wait itself (its threads sleep and wake again), so this
+floor is higher than the no-op's latency plus the wait. Serves until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import asyncio
 import signal
 import threading
+import time
 from concurrent import futures
 from typing import Any
 
@@ -32,7 +40,10 @@ KEY_ID = "obk2." + "A" * 43
 
 
 class NoopServicer(api_pb2_grpc.KeyManagementServiceServicer):
-    """Answers every call from constants."""
+    """Answers every call from constants; Decrypt after *decrypt_wait* seconds."""
+
+    def __init__(self, decrypt_wait: float = 0.0) -> None:
+        self.decrypt_wait = decrypt_wait
 
     def Status(self, request: Any, context: Any) -> api_pb2.StatusResponse:
         return api_pb2.StatusResponse(version="v2", healthz="ok", key_id=KEY_ID)
@@ -41,11 +52,16 @@ class NoopServicer(api_pb2_grpc.KeyManagementServiceServicer):
         return api_pb2.EncryptResponse(ciphertext=CIPHERTEXT, key_id=KEY_ID)
 
     def Decrypt(self, request: Any, context: Any) -> api_pb2.DecryptResponse:
+        if self.decrypt_wait:
+            time.sleep(self.decrypt_wait)
         return api_pb2.DecryptResponse(plaintext=PLAINTEXT)
 
 
 class AsyncNoopServicer(api_pb2_grpc.KeyManagementServiceServicer):
     """The same constants, as coroutines for ``grpc.aio``."""
+
+    def __init__(self, decrypt_wait: float = 0.0) -> None:
+        self.decrypt_wait = decrypt_wait
 
     async def Status(self, request: Any, context: Any) -> api_pb2.StatusResponse:
         return NoopServicer.Status(self, request, context)  # type: ignore[arg-type]
@@ -54,7 +70,9 @@ class AsyncNoopServicer(api_pb2_grpc.KeyManagementServiceServicer):
         return NoopServicer.Encrypt(self, request, context)  # type: ignore[arg-type]
 
     async def Decrypt(self, request: Any, context: Any) -> api_pb2.DecryptResponse:
-        return NoopServicer.Decrypt(self, request, context)  # type: ignore[arg-type]
+        if self.decrypt_wait:
+            await asyncio.sleep(self.decrypt_wait)
+        return api_pb2.DecryptResponse(plaintext=PLAINTEXT)
 
 
 OPTIONS = [
@@ -63,9 +81,10 @@ OPTIONS = [
 ]
 
 
-async def serve_aio(socket_path: str) -> None:
+async def serve_aio(socket_path: str, decrypt_wait: float) -> None:
     server = grpc.aio.server(maximum_concurrent_rpcs=1024, options=OPTIONS)
-    api_pb2_grpc.add_KeyManagementServiceServicer_to_server(AsyncNoopServicer(), server)
+    servicer = AsyncNoopServicer(decrypt_wait)
+    api_pb2_grpc.add_KeyManagementServiceServicer_to_server(servicer, server)
     server.add_insecure_port(f"unix:{socket_path}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,16 +101,21 @@ def main() -> int:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--workers", type=int, default=64, help="gRPC thread pool size")
     parser.add_argument("--aio", action="store_true", help="grpcio's asyncio server instead")
+    parser.add_argument(
+        "--decrypt-wait", type=float, default=0.0, help="seconds each Decrypt waits (default 0)"
+    )
     args = parser.parse_args()
+    if not 0 <= args.decrypt_wait <= 10:
+        parser.error("--decrypt-wait must be 0 to 10 seconds")
     if args.aio:
-        asyncio.run(serve_aio(args.socket))
+        asyncio.run(serve_aio(args.socket, args.decrypt_wait))
         return 0
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.workers),
         maximum_concurrent_rpcs=1024,
         options=OPTIONS,
     )
-    api_pb2_grpc.add_KeyManagementServiceServicer_to_server(NoopServicer(), server)
+    api_pb2_grpc.add_KeyManagementServiceServicer_to_server(NoopServicer(args.decrypt_wait), server)
     server.add_insecure_port(f"unix:{args.socket}")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

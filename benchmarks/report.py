@@ -90,12 +90,14 @@ def markdown(result: dict[str, Any], codec: dict[str, Any] | None = None) -> str
                 run = latency.get(f"{rpc} C={concurrency}")
                 cells.append(f"{run['p50_ms']:.2f} / {run['p99_ms']:.2f}" if run else "n/a")
             lines.append(f"| {rpc} | " + " | ".join(cells) + " |")
-        direct_one = latency.get("direct C=1")
-        if direct_one:
-            lines.append(
-                f"| direct Transit decrypt | {direct_one['p50_ms']:.2f} / "
-                f"{direct_one['p99_ms']:.2f} | | |"
-            )
+        floors = [("no-op server Decrypt (grpcio alone)", "noop")]
+        floors.append(("no-op Decrypt that waits one direct Transit p50", "noop waiting"))
+        floors.append(("direct Transit decrypt", "direct"))
+        for label, stem in floors:
+            runs = [latency.get(f"{stem} C={concurrency}") for concurrency in (1, 8, 64)]
+            if any(runs):
+                cells = [f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}" if r else "" for r in runs]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
     memory = result.get("memory")
     if memory:
         lines += [

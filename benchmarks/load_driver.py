@@ -134,7 +134,10 @@ class Bench:
         return self.workdir / f"{stem}-{self.serial}"
 
     @contextlib.contextmanager
-    def provider(self, variant: Variant) -> Iterator[Provider]:
+    def provider(self, variant: Variant, command: list[str] | None = None) -> Iterator[Provider]:
+        """A provider process for *variant*, stopped on exit. *command* replaces
+        ``bao-kms-provider serve`` (``layers.py`` starts its partial providers this way); it is
+        given ``--config PATH``."""
         socket_path, port = self._path("kms.sock"), free_port()
         config = self._path("config.yaml")
         openbao = {"addresses": [self.openbao.address], "timeout": "5s"}
@@ -155,9 +158,11 @@ class Bench:
         # the config file says everything: no BAO_KMS_* override from the caller's environment
         env = {k: v for k, v in os.environ.items() if not k.startswith("BAO_KMS_")}
         env["BAO_KMS_NO_EXTENSIONS"] = "1" if variant.pure else "0"
-        command = shutil.which("bao-kms-provider") or ""
-        argv = [command] if command else [sys.executable, "-m", "bao_kms"]
-        argv += ["serve", "--config", str(config)]
+        if command is None:
+            installed = shutil.which("bao-kms-provider")
+            command = [installed] if installed else [sys.executable, "-m", "bao_kms"]
+            command.append("serve")
+        argv = [*command, "--config", str(config)]
         child = Child(argv, log=self._path("provider.log"), env=env)
         calls = KmsCalls(socket_path)
         try:

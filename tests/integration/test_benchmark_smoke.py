@@ -1,5 +1,6 @@
 """A short smoke of the benchmarks, as CI runs them: the load driver end to end on tiny storms,
-the codec suite's validation-path group, and the ratio check against the committed baseline.
+the layer benchmark on one tiny round, the codec suite's validation-path group, and the ratio
+check against the committed baseline.
 
 No timing is asserted except the two machine-independent ratios, with a generous margin
 (half the baseline): a smoke this small on a shared machine only catches a collapse, such as
@@ -44,6 +45,8 @@ def test_the_load_driver_end_to_end(tmp_path: Path) -> None:
         assert measured["errors"] == {}, name
         assert measured["calls"] > 0, name
     assert {"noop", "noop asyncio"} <= set(result["rounds"][0])  # both server models answered
+    # the latency floors were measured in the same run
+    assert {"noop C=1", "noop C=8", "noop waiting C=1", "direct C=1"} <= set(result["latency"])
     assert result["summary"]["ratios"]["noop asyncio / noop"] > 0
     batched = result["rounds"][0]["dup50 compiled, batching"]["extra"]
     single = result["rounds"][0]["dup50 compiled, no batching"]["extra"]
@@ -53,6 +56,23 @@ def test_the_load_driver_end_to_end(tmp_path: Path) -> None:
     assert batched["openbao_requests"] < single["openbao_requests"] / 2
     check = run(BENCHMARKS / "check_ratios.py", "--load", output, "--margin", MARGIN, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_layer_benchmark_end_to_end(tmp_path: Path) -> None:
+    output = tmp_path / "layers.json"
+    layers = run(
+        BENCHMARKS / "layers.py", "--requests", "150", "--rounds", "1", "--output", output,
+        timeout=120,
+    )  # fmt: skip
+    assert layers.returncode == 0, layers.stdout[-3000:] + layers.stderr[-3000:]
+    summary = json.loads(output.read_text())["summary"]["layers"]
+    # every layer served every call: the partial providers are the real classes, so a change
+    # that breaks how they fit together shows here
+    assert [layer["layer"] for layer in summary] == [
+        "noop", "front", "servicer", "batcher", "provider"
+    ]  # fmt: skip
+    assert all(layer["errors"] == 0 for layer in summary)
+    assert "| the provider: + urllib3 and a real OpenBao |" in layers.stdout
 
 
 @pytest.mark.compiled

@@ -42,6 +42,10 @@ def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _counts(extra: dict[str, Any]) -> str:
+    return f"{extra['openbao_requests']} / {extra['openbao_items']} / {extra['distinct']}"
+
+
 def markdown(result: dict[str, Any], codec: dict[str, Any] | None = None) -> str:
     summary, settings = result["summary"], result["settings"]
     noop = summary["per_second"]["noop"]
@@ -65,7 +69,7 @@ def markdown(result: dict[str, Any], codec: dict[str, Any] | None = None) -> str
         counts = ""
         if dup_key in last:
             extra = last[dup_key]["extra"]
-            counts = f"{extra['openbao_requests']} / {extra['openbao_items']} / {extra['distinct']}"
+            counts = _counts(extra)
         # ratios taken within each round, then the median (as the summary holds them)
         name, ratios = key.removeprefix("storm "), summary["ratios"]
         vs_noop = ratios.get(f"{name} / noop", rate / noop)
@@ -80,6 +84,19 @@ def markdown(result: dict[str, Any], codec: dict[str, Any] | None = None) -> str
             f"| {vs_direct:.2f} | {_fmt(cpu, '.3f')} | {_fmt(cpu_ratio, '.2f')} | {openbao} "
             f"| {_fmt(dup_rate)} | {counts} |"
         )
+    staggered = [
+        f"{key.removeprefix('dup50 staggered ')} {_counts(last[key]['extra'])}"
+        for key in last
+        if key.startswith("dup50 staggered ")
+    ]
+    if staggered:
+        lines += [
+            "",
+            "50% duplicates asked one after the other instead (the second copy by the next "
+            "caller that frees up), last round, OpenBao requests / items / distinct: "
+            + "; ".join(staggered)
+            + ".",
+        ]
     latency = result.get("latency") or {}
     if latency:
         lines += ["", "| call | C=1 p50 / p99 ms | C=8 p50 / p99 ms | C=64 p50 / p99 ms |"]

@@ -90,7 +90,12 @@ class StandInTransit:
         raise NotImplementedError("the layer benchmark sends only Decrypts")
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
         if self.wait:
             time.sleep(self.wait)

@@ -102,7 +102,12 @@ class Transit:
         return ciphertext
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
         self.world.decrypts += 1
         try:

@@ -73,7 +73,9 @@ class CountingTransit:
             self.hold.wait(30)
         return sealed(len(plaintext), key_version)
 
-    def decrypt(self, ciphertext: bytes, associated_data: str, *, deadline=None) -> bytes:
+    def decrypt(
+        self, ciphertext: bytes, associated_data: str, *, deadline=None, arrived=None
+    ) -> bytes:
         self.decrypts += 1
         if self.hold is not None:
             self.hold.wait(30)

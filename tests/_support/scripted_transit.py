@@ -64,7 +64,12 @@ class ScriptedTransit:
         return b"vault:v%d:" % key_version + plaintext.hex().encode()
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
         self.calls["decrypt"] += 1
         if self.decrypt_failure:

@@ -23,7 +23,13 @@ from bao_kms.errors import (
     OpenBaoUnavailable,
     Overloaded,
 )
-from bao_kms.openbao.batcher import GATHER_STEP, OPENBAO_MAX_BATCH, DecryptBatcher
+from bao_kms.openbao.batcher import (
+    ANSWER_WINDOW,
+    GATHER_STEP,
+    MAX_ANSWERS,
+    OPENBAO_MAX_BATCH,
+    DecryptBatcher,
+)
 from bao_kms.openbao.protocols import BatchTransit
 
 pytestmark = pytest.mark.timeout(30)
@@ -89,7 +95,12 @@ class FakeTransit:
         return b"vault:v%d:" % key_version + plaintext
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
         self._call("single", [ciphertext])
         outcome = self._outcome(ciphertext)
@@ -171,8 +182,70 @@ def test_a_lone_request_goes_at_once_from_its_own_thread(make_batcher, transit):
 def test_no_plaintext_is_kept_after_the_answer(make_batcher, transit):
     batcher = make_batcher()
     for _ in range(3):
-        batcher.decrypt(ciphertext(1), AAD)
+        batcher.decrypt(ciphertext(1), AAD, arrived=time.monotonic())
     assert transit.sent() == [ciphertext(1)] * 3
+
+
+def test_a_decrypt_that_arrived_before_the_answer_shares_it(make_batcher, transit):
+    # Two calls sent together can reach the batcher milliseconds apart under load: the second
+    # arrived (the servicer's clock) while OpenBao was answering the first, so it is concurrent
+    # and shares that answer, as it would have shared the call had it come a moment sooner.
+    clock = FakeClock()
+    batcher = make_batcher(clock=clock)
+    second_arrived = clock()
+    clock.advance(0.002)
+    assert batcher.decrypt(ciphertext(1), AAD, arrived=clock()) == plaintext_of(ciphertext(1))
+    clock.advance(0.003)  # the second call reaches the batcher after the answer
+    assert batcher.decrypt(ciphertext(1), AAD, arrived=second_arrived) == plaintext_of(
+        ciphertext(1)
+    )
+    assert transit.sent() == [ciphertext(1)]
+    assert batcher.stats().coalesced == 1
+
+
+def test_a_decrypt_that_arrived_after_the_answer_asks_openbao_again(make_batcher, transit):
+    clock = FakeClock()
+    batcher = make_batcher(clock=clock)
+    batcher.decrypt(ciphertext(1), AAD, arrived=clock())
+    clock.advance(0.001)
+    batcher.decrypt(ciphertext(1), AAD, arrived=clock())  # arrived after: not concurrent
+    batcher.decrypt(ciphertext(1), AAD)  # arrival unknown: only a pending call is shared
+    assert transit.sent() == [ciphertext(1)] * 3
+    assert batcher.stats().coalesced == 0
+
+
+def test_only_the_same_pair_and_only_a_success_is_shared_after_the_answer(make_batcher, transit):
+    clock = FakeClock()
+    batcher = make_batcher(clock=clock)
+    arrived = clock() - 0.001
+    batcher.decrypt(ciphertext(1), AAD)
+    with pytest.raises(CiphertextAuthenticationFailed):
+        batcher.decrypt(ciphertext(2, tampered=True), AAD)
+    # another AAD is another pair (another key_id or annotations): never shared
+    assert batcher.decrypt(ciphertext(1), "T1RIRVI=", arrived=arrived) == plaintext_of(
+        ciphertext(1)
+    )
+    # a failure is not kept: the caller that arrived before it asks OpenBao itself
+    with pytest.raises(CiphertextAuthenticationFailed):
+        batcher.decrypt(ciphertext(2, tampered=True), AAD, arrived=arrived)
+    assert transit.sent() == [ciphertext(1), ciphertext(2, tampered=True)] * 2
+
+
+def test_answers_are_kept_for_the_window_and_bounded_in_number(make_batcher, transit):
+    clock = FakeClock()
+    batcher = make_batcher(clock=clock)
+    arrived = clock()
+    clock.advance(0.001)
+    batcher.decrypt(ciphertext(1), AAD)
+    clock.advance(ANSWER_WINDOW + 0.001)
+    batcher.decrypt(ciphertext(2), AAD)  # the next answer forgets those past the window
+    batcher.decrypt(ciphertext(1), AAD, arrived=arrived)  # arrived before, but too late
+    assert transit.sent() == [ciphertext(1), ciphertext(2), ciphertext(1)]
+    for n in range(10, 10 + MAX_ANSWERS + 50):
+        batcher.decrypt(ciphertext(n), AAD)
+    before = len(transit.sent())
+    batcher.decrypt(ciphertext(10), AAD, arrived=arrived)  # the oldest was dropped
+    assert len(transit.sent()) == before + 1
 
 
 def test_concurrent_duplicates_share_one_openbao_item(make_batcher, transit, pool):

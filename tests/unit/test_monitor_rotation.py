@@ -50,7 +50,9 @@ class Transit:
             raise OpenBaoUnavailable("down")
         return b"vault:v%d:" % key_version + plaintext.hex().encode()
 
-    def decrypt(self, ciphertext: bytes, associated_data: str, *, deadline=None) -> bytes:
+    def decrypt(
+        self, ciphertext: bytes, associated_data: str, *, deadline=None, arrived=None
+    ) -> bytes:
         return bytes.fromhex(ciphertext.split(b":", 2)[2].decode())
 
     def rotate(self, latest: int, **changes: int) -> None:

@@ -61,7 +61,12 @@ class Transit:
         return b"vault:v%d:" % key_version + plaintext.hex().encode()
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
         return bytes.fromhex(ciphertext.split(b":", 2)[2].decode())
 

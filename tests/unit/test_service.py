@@ -75,6 +75,7 @@ class Monitor:
 class Transit:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.arrivals: list[float | None] = []
         self.failure: Exception | None = None
 
     def encrypt(
@@ -91,9 +92,15 @@ class Transit:
         return b"vault:v1:" + b"QUJD" * 10
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
         self.calls.append(("decrypt", associated_data, deadline))
+        self.arrivals.append(arrived)
         if self.failure:
             raise self.failure
         return b"seed" * 8
@@ -246,6 +253,16 @@ def test_no_deadline_means_none(parts):
     servicer, _, transit = parts
     call(servicer.Decrypt, good_decrypt(), Context(remaining=None))
     assert transit.calls[-1][-1] is None
+
+
+def test_decrypt_tells_the_cipher_when_the_call_arrived():
+    # the batcher shares an answer with calls that arrived before it: the arrival is the
+    # servicer's first clock reading, before validation and any wait for a worker slot
+    monitor, transit = Monitor(), Transit()
+    readings = iter(range(100, 200))
+    servicer = KeyManagementServicer(monitor, transit, clock=lambda: float(next(readings)))
+    call(servicer.Decrypt, good_decrypt())
+    assert transit.arrivals == [100.0]
 
 
 def test_grpcio_no_deadline_sentinel_means_none(parts):

@@ -128,15 +128,16 @@ RawHandler = Callable[[bytes | None, grpc.ServicerContext], Any]
 def _rpc(
     parse: Callable[[bytes], Any], *, uses_openbao: bool
 ) -> Callable[
-    [Callable[[KeyManagementServicer, Request, grpc.ServicerContext], Response]],
+    [Callable[[KeyManagementServicer, Request, grpc.ServicerContext, float], Response]],
     Callable[[KeyManagementServicer, bytes | None, grpc.ServicerContext], Response],
 ]:
     """The one place a request is parsed and an exception becomes a gRPC status (and a log
     line). *parse* is the request message's ``FromString``; *uses_openbao* methods hold a
-    worker slot while they run."""
+    worker slot while they run. The method gets the parsed request, the context and when the
+    call arrived (the servicer's clock, before any wait for a worker slot)."""
 
     def decorate(
-        method: Callable[[KeyManagementServicer, Request, grpc.ServicerContext], Response],
+        method: Callable[[KeyManagementServicer, Request, grpc.ServicerContext, float], Response],
     ) -> Callable[[KeyManagementServicer, bytes | None, grpc.ServicerContext], Response]:
         name = method.__name__
 
@@ -148,10 +149,10 @@ def _rpc(
             try:
                 request = self._parse(name, parse, raw)
                 if not uses_openbao:
-                    return method(self, request, context)
+                    return method(self, request, context, started)
                 self._acquire_worker(context)
                 try:
-                    return method(self, request, context)
+                    return method(self, request, context, started)
                 finally:
                     self._workers.release()
             except Exception as error:  # every failure must become a status
@@ -282,7 +283,7 @@ class KeyManagementServicer:
 
     @_rpc(api_pb2.StatusRequest.FromString, uses_openbao=False)
     def Status(
-        self, request: api_pb2.StatusRequest, context: grpc.ServicerContext
+        self, request: api_pb2.StatusRequest, context: grpc.ServicerContext, arrived: float
     ) -> api_pb2.StatusResponse:
         health = self._monitor.health()
         return api_pb2.StatusResponse(
@@ -291,7 +292,7 @@ class KeyManagementServicer:
 
     @_rpc(api_pb2.EncryptRequest.FromString, uses_openbao=True)
     def Encrypt(
-        self, request: api_pb2.EncryptRequest, context: grpc.ServicerContext
+        self, request: api_pb2.EncryptRequest, context: grpc.ServicerContext, arrived: float
     ) -> api_pb2.EncryptResponse:
         _check_length("plaintext", request.plaintext, MAX_PLAINTEXT, required=True)
         _check_length("uid", request.uid, MAX_UID, required=False)
@@ -309,7 +310,7 @@ class KeyManagementServicer:
 
     @_rpc(api_pb2.DecryptRequest.FromString, uses_openbao=True)
     def Decrypt(
-        self, request: api_pb2.DecryptRequest, context: grpc.ServicerContext
+        self, request: api_pb2.DecryptRequest, context: grpc.ServicerContext, arrived: float
     ) -> api_pb2.DecryptResponse:
         # DESIGN §4 order; no OpenBao call until every step before Transit has passed.
         _check_length("ciphertext", request.ciphertext, MAX_CIPHERTEXT, required=True)
@@ -327,8 +328,10 @@ class KeyManagementServicer:
             version = self._monitor.lookup(request.key_id, deadline=deadline)
         _codec.match_annotations(request.annotations, version.annotations)
         _codec.check_ciphertext_version(request.ciphertext, version.version)
+        # arrived: a batcher shares with this call what OpenBao answered for the same pair
+        # while it was in flight (single-flight by arrival, not by when it reached the batcher)
         plaintext = self._transit.decrypt(
-            request.ciphertext, version.associated_data, deadline=deadline
+            request.ciphertext, version.associated_data, deadline=deadline, arrived=arrived
         )
         # whatever answers on OpenBao's address must not hand back a plaintext of any length
         if len(plaintext) != _sealed_plaintext_length(request.ciphertext):

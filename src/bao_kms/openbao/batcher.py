@@ -7,8 +7,12 @@ between the servicer and :class:`~.transit.TransitClient` and is a ``TransitCiph
 
 * **Single-flight**: concurrent Decrypts of one (ciphertext, AAD) pair share one OpenBao item
   and its outcome. The servicer rebuilt the AAD from the validated key_id and annotations, so
-  the pair stands for (ciphertext, key_id, annotations). An outcome is dropped once handed out:
-  there is no plaintext cache, and every later Decrypt reaches OpenBao again.
+  the pair stands for (ciphertext, key_id, annotations). Concurrent means in flight together:
+  a Decrypt that had *arrived* (the servicer's clock) before OpenBao answered its pair shares
+  that plaintext even if it reaches the batcher a moment later (two calls sent at once can be
+  handled milliseconds apart under load). A Decrypt that arrives after the answer reaches
+  OpenBao again: there is no plaintext cache. Answers are kept for that purpose only, for at
+  most ``ANSWER_WINDOW`` seconds and ``MAX_ANSWERS`` pairs; failures are never kept.
 * **Adaptive batching**: while no request is out, a Decrypt goes to OpenBao at once, from its
   own thread, as a plain single decrypt: no added latency at low load. Otherwise it queues,
   and a sender thread takes up to ``max_batch`` queued items into one Transit request as soon
@@ -61,6 +65,12 @@ DEFAULT_MAX_IN_FLIGHT = 1
 DEFAULT_LINGER = 0.005
 #: the gather checks for new arrivals this often; a step without one ends it early
 GATHER_STEP = 0.0005
+#: how long an answer stays shareable with Decrypts that arrived before it: the time from a
+#: call's arrival to its reaching the batcher is validation (microseconds) plus scheduling
+#: under load (milliseconds); a call slower than this simply asks OpenBao itself
+ANSWER_WINDOW = 0.5
+#: at most this many answers kept for that (a 20,000-Decrypt storm holds ~1,000: 0.5 s of it)
+MAX_ANSWERS = 4096
 
 # An item's life: waiting in the queue, then sent (or sent at once), then done.
 _QUEUED, _SENT, _DONE = 0, 1, 2
@@ -154,6 +164,9 @@ class DecryptBatcher:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # queue non-empty and a slot free
         self._items: dict[Key, _Item] = {}  # queued or sent, by pair: the single-flight table
+        # answered pairs, for Decrypts that arrived before the answer: pair -> (when, plaintext)
+        self._answers: dict[Key, tuple[float, bytes]] = {}
+        self._answer_order: deque[tuple[float, Key]] = deque()
         self._queue: deque[_Item] = deque()
         self._in_flight = 0
         self._senders: list[threading.Thread] = []
@@ -173,12 +186,27 @@ class DecryptBatcher:
         return self._transit.encrypt(plaintext, key_version, associated_data, deadline=deadline)
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
-        """The plaintext, from a call shared with concurrent callers of the same pair."""
+        """The plaintext, from a call shared with concurrent callers of the same pair.
+
+        *arrived* is when the caller's request arrived, on this batcher's clock: an answer
+        OpenBao gave for the pair after that moment (and within ``ANSWER_WINDOW``) is this
+        caller's too. None: only a call still queued or at OpenBao is shared.
+        """
         key = (ciphertext, associated_data)
         with self._lock:
             item = self._items.get(key)
+            if item is None and arrived is not None:
+                answered = self._answers.get(key)
+                if answered is not None and answered[0] >= arrived:
+                    self._coalesced += 1  # it was in flight while OpenBao answered its pair
+                    return answered[1]
             if item is not None:  # in the queue or at OpenBao already: wait for its outcome
                 item.waiters += 1
                 self._coalesced += 1
@@ -225,6 +253,8 @@ class DecryptBatcher:
         """Send what is queued, then stop the sender threads. Later Decrypts go one by one."""
         with self._lock:
             self._closed = True
+            self._answers.clear()
+            self._answer_order.clear()
             self._wakeup.notify_all()
             senders, self._senders = self._senders, []
         for sender in senders:
@@ -378,10 +408,14 @@ class DecryptBatcher:
     def _complete(self, items: list[_Item], outcomes: list[bytes | BaseException]) -> None:
         """Hand *items* their outcomes and free their request slot."""
         waiting: list[LockType] = []
+        answered = self._clock()
         with self._lock:
             for item, outcome in zip(items, outcomes, strict=True):
                 if isinstance(outcome, bytes):
                     item.plaintext = outcome
+                    if not self._closed:
+                        self._answers[item.key] = (answered, outcome)
+                        self._answer_order.append((answered, item.key))
                 else:
                     item.error = outcome
                 item.state = _DONE
@@ -391,5 +425,16 @@ class DecryptBatcher:
             self._in_flight -= 1
             if self._queue:
                 self._wakeup.notify()
+            self._forget_answers(answered)
         for done in waiting:
             done.release()
+
+    def _forget_answers(self, now: float) -> None:
+        """Drop answers older than the window, and the oldest past ``MAX_ANSWERS``. Called with
+        the lock held."""
+        order, answers = self._answer_order, self._answers
+        while order and (order[0][0] < now - ANSWER_WINDOW or len(order) > MAX_ANSWERS):
+            when, key = order.popleft()
+            kept = answers.get(key)
+            if kept is not None and kept[0] == when:  # not answered again since
+                del answers[key]

@@ -28,8 +28,17 @@ class TransitCipher(Protocol):
     ) -> bytes: ...
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
-    ) -> bytes: ...
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
+    ) -> bytes:
+        """*arrived*: when the caller's request arrived (the servicer's clock). A cipher that
+        shares calls may answer with what OpenBao answered for the same pair after that
+        moment; every other cipher ignores it."""
+        ...
 
 
 @runtime_checkable

@@ -90,9 +90,15 @@ class TransitClient:
         return ciphertext
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
-        """Plaintext of a ``vault:vN:...`` *ciphertext* written with *associated_data*."""
+        """Plaintext of a ``vault:vN:...`` *ciphertext* written with *associated_data*; every
+        call is its own request (*arrived* is for ciphers that share calls)."""
         # Cheap, and keeps a malformed value from ever reaching the body encoder or OpenBao.
         _codec.parse_ciphertext_version(ciphertext)
         body = _codec.decrypt_request_body(ciphertext, associated_data)

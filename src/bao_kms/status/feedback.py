@@ -41,10 +41,17 @@ class ReportingTransit:
         return ciphertext
 
     def decrypt(
-        self, ciphertext: bytes, associated_data: str, *, deadline: float | None = None
+        self,
+        ciphertext: bytes,
+        associated_data: str,
+        *,
+        deadline: float | None = None,
+        arrived: float | None = None,
     ) -> bytes:
         try:
-            plaintext = self._transit.decrypt(ciphertext, associated_data, deadline=deadline)
+            plaintext = self._transit.decrypt(
+                ciphertext, associated_data, deadline=deadline, arrived=arrived
+            )
         except KmsError as error:
             self._notice(error)
             raise

@@ -277,8 +277,9 @@ def storm_run(provider: Provider, sealed: list[Sealed], concurrency: int, name: 
 
 def pair_storm_run(provider: Provider, sealed: list[Sealed], concurrency: int, name: str) -> Run:
     """Each of *sealed* asked by two Decrypts sent together, as two kube-apiserver goroutines
-    that miss their DEK cache at the same moment do: C/2 callers, C calls in flight. Counted in
-    Decrypts (two a pair); the latencies are a pair's (both answered)."""
+    that miss their DEK cache at the same moment do: C/2 callers, C calls in flight (C rounded
+    down to even). Counted in Decrypts (two a pair); the latencies are a pair's (until both
+    answered) and errors count pairs."""
     decrypt = provider.calls.decrypt
     before = provider.decrypt_counts()
 
@@ -293,7 +294,8 @@ def pair_storm_run(provider: Provider, sealed: list[Sealed], concurrency: int, n
         max_seconds=provider.calls.timeout * 12, server=provider.child,
     )  # fmt: skip
     after = provider.decrypt_counts()
-    run.concurrency, run.calls, run.per_second = concurrency, run.calls * 2, run.per_second * 2
+    run.concurrency = 2 * max(1, concurrency // 2)
+    run.calls, run.per_second = run.calls * 2, run.per_second * 2
     if run.cpu_ms_per_call is not None:
         run.cpu_ms_per_call /= 2
     run.extra["distinct"] = len(sealed)

@@ -316,8 +316,8 @@ class KeyManagementServicer:
         _check_length("ciphertext", request.ciphertext, MAX_CIPHERTEXT, required=True)
         _check_length("key_id", request.key_id, MAX_KEY_ID, required=True)
         _check_length("uid", request.uid, MAX_UID, required=False)
-        # the counted size (UTF-8 keys and values) is less than the message's wire size, so
-        # only a message that large needs the walk over every entry (~5 us; ByteSize ~1 us)
+        # the counted size (UTF-8 keys and values) is at most the parsed message's serialized
+        # size, so only a message that large needs the walk over every entry (~5 us; ~1 us)
         if request.ByteSize() > MAX_ANNOTATIONS_SIZE:
             _check_annotations_size(request.annotations)
         _codec.parse_key_id(request.key_id)

@@ -28,7 +28,9 @@ between the servicer and :class:`~.transit.TransitClient` and is a ``TransitCiph
   nobody waits for any more is never sent.
 * **Bounded**: at most ``max_queued`` distinct items wait. Beyond that a Decrypt is refused at
   once (:class:`~bao_kms.errors.Overloaded`, RESOURCE_EXHAUSTED); below it, it waits within its
-  deadline. Memory is bounded by that and by the gRPC server's own admission limit.
+  deadline. Memory is bounded by that, by the gRPC server's own admission limit, and by
+  ``MAX_ANSWERS`` kept answers, each dropped ``ANSWER_WINDOW`` after it came (a timer sweeps
+  them when no traffic does, so an idle provider holds none).
 
 Encrypt passes straight through: kube-apiserver sends one per start and per key change.
 """
@@ -67,7 +69,8 @@ DEFAULT_LINGER = 0.005
 GATHER_STEP = 0.0005
 #: how long an answer stays shareable with Decrypts that arrived before it: the time from a
 #: call's arrival to its reaching the batcher is validation (microseconds) plus scheduling
-#: under load (milliseconds); a call slower than this simply asks OpenBao itself
+#: under load (milliseconds); a call slower than this (one that waited for a worker slot, say)
+#: asks OpenBao itself
 ANSWER_WINDOW = 0.5
 #: at most this many answers kept for that (a 20,000-Decrypt storm holds ~1,000: 0.5 s of it)
 MAX_ANSWERS = 4096
@@ -86,7 +89,8 @@ class BatchStats(NamedTuple):
     batch_requests: int
     #: items sent to OpenBao (each at most once); with ``coalesced``, the Decrypts served
     items: int
-    #: Decrypts that shared another's item (single-flight)
+    #: Decrypts that shared another's item (single-flight): one still queued or at OpenBao, or
+    #: one OpenBao answered after the Decrypt arrived
     coalesced: int
     #: Decrypts refused because the queue was full, and queued ones whose deadline passed
     refused: int
@@ -167,6 +171,7 @@ class DecryptBatcher:
         # answered pairs, for Decrypts that arrived before the answer: pair -> (when, plaintext)
         self._answers: dict[Key, tuple[float, bytes]] = {}
         self._answer_order: deque[tuple[float, Key]] = deque()
+        self._sweeper: threading.Timer | None = None  # drops expired answers when idle
         self._queue: deque[_Item] = deque()
         self._in_flight = 0
         self._senders: list[threading.Thread] = []
@@ -202,9 +207,11 @@ class DecryptBatcher:
         key = (ciphertext, associated_data)
         with self._lock:
             item = self._items.get(key)
-            if item is None and arrived is not None:
+            if item is None and arrived is not None and self._answers:
+                self._forget_answers(self._clock())  # only answers within the window count
                 answered = self._answers.get(key)
-                if answered is not None and answered[0] >= arrived:
+                # strictly after: a call that arrived with or after the answer asks OpenBao
+                if answered is not None and answered[0] > arrived:
                     self._coalesced += 1  # it was in flight while OpenBao answered its pair
                     return answered[1]
             if item is not None:  # in the queue or at OpenBao already: wait for its outcome
@@ -237,6 +244,11 @@ class DecryptBatcher:
         """Distinct Decrypts waiting for a batch now."""
         return len(self._queue)
 
+    @property
+    def answers_kept(self) -> int:
+        """Answered pairs kept now for Decrypts that arrived before their answer."""
+        return len(self._answers)
+
     def stats(self) -> BatchStats:
         with self._lock:
             return BatchStats(
@@ -255,6 +267,9 @@ class DecryptBatcher:
             self._closed = True
             self._answers.clear()
             self._answer_order.clear()
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                self._sweeper = None
             self._wakeup.notify_all()
             senders, self._senders = self._senders, []
         for sender in senders:
@@ -426,8 +441,24 @@ class DecryptBatcher:
             if self._queue:
                 self._wakeup.notify()
             self._forget_answers(answered)
+            if self._answers and self._sweeper is None and not self._closed:
+                self._arm_sweeper()
         for done in waiting:
             done.release()
+
+    def _arm_sweeper(self) -> None:
+        """Drop the kept answers once they expire, traffic or not. Called with the lock held."""
+        sweeper = threading.Timer(ANSWER_WINDOW, self._sweep)
+        sweeper.name, sweeper.daemon = "bao-kms-answer-sweep", True
+        self._sweeper = sweeper
+        sweeper.start()
+
+    def _sweep(self) -> None:
+        with self._lock:
+            self._sweeper = None
+            self._forget_answers(self._clock())
+            if self._answers and not self._closed:
+                self._arm_sweeper()
 
     def _forget_answers(self, now: float) -> None:
         """Drop answers older than the window, and the oldest past ``MAX_ANSWERS``. Called with

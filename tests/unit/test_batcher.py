@@ -585,10 +585,12 @@ def test_after_close_the_queue_drains_while_lone_decrypts_hold_the_slots(
     queued = queue_up(batcher, pool, [ciphertext(1)])
     closing = threading.Thread(target=batcher.close)
     closing.start()
-    # after close a Decrypt goes alone and takes a slot too; the queued one must not wait
-    # for a free slot that lone Decrypts can keep taking
-    alone = pool.submit(batcher.decrypt, ciphertext(2), AAD)
+    # the queued Decrypt reaches OpenBao though the one slot is still held: only a closed
+    # batcher sends without a free slot (so from here on the batcher is closed)
     assert transit.entered.acquire(timeout=5)
+    # after close a Decrypt goes alone and takes a slot too; the queued one did not wait for a
+    # free slot that lone Decrypts can keep taking
+    alone = pool.submit(batcher.decrypt, ciphertext(2), AAD)
     assert transit.entered.acquire(timeout=5)  # both reached OpenBao with the gate still shut
     assert sorted(transit.sent()) == [ciphertext(0), ciphertext(1), ciphertext(2)]
     transit.release()

@@ -41,7 +41,7 @@ import copy
 import threading
 import time
 from _thread import LockType
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -168,9 +168,9 @@ class DecryptBatcher:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # queue non-empty and a slot free
         self._items: dict[Key, _Item] = {}  # queued or sent, by pair: the single-flight table
-        # answered pairs, for Decrypts that arrived before the answer: pair -> (when, plaintext)
-        self._answers: dict[Key, tuple[float, bytes]] = {}
-        self._answer_order: deque[tuple[float, Key]] = deque()
+        # answered pairs, for Decrypts that arrived before the answer: pair -> (when, plaintext),
+        # oldest answer first (an answer given again moves to the end)
+        self._answers: OrderedDict[Key, tuple[float, bytes]] = OrderedDict()
         self._sweeper: threading.Timer | None = None  # drops expired answers when idle
         self._queue: deque[_Item] = deque()
         self._in_flight = 0
@@ -266,7 +266,6 @@ class DecryptBatcher:
         with self._lock:
             self._closed = True
             self._answers.clear()
-            self._answer_order.clear()
             if self._sweeper is not None:
                 self._sweeper.cancel()
                 self._sweeper = None
@@ -423,14 +422,14 @@ class DecryptBatcher:
     def _complete(self, items: list[_Item], outcomes: list[bytes | BaseException]) -> None:
         """Hand *items* their outcomes and free their request slot."""
         waiting: list[LockType] = []
-        answered = self._clock()
         with self._lock:
+            answered = self._clock()  # under the lock: the kept answers stay in time order
             for item, outcome in zip(items, outcomes, strict=True):
                 if isinstance(outcome, bytes):
                     item.plaintext = outcome
                     if not self._closed:
                         self._answers[item.key] = (answered, outcome)
-                        self._answer_order.append((answered, item.key))
+                        self._answers.move_to_end(item.key)
                 else:
                     item.error = outcome
                 item.state = _DONE
@@ -463,9 +462,6 @@ class DecryptBatcher:
     def _forget_answers(self, now: float) -> None:
         """Drop answers older than the window, and the oldest past ``MAX_ANSWERS``. Called with
         the lock held."""
-        order, answers = self._answer_order, self._answers
-        while order and (order[0][0] < now - ANSWER_WINDOW or len(order) > MAX_ANSWERS):
-            when, key = order.popleft()
-            kept = answers.get(key)
-            if kept is not None and kept[0] == when:  # not answered again since
-                del answers[key]
+        answers, oldest = self._answers, now - ANSWER_WINDOW
+        while answers and (len(answers) > MAX_ANSWERS or next(iter(answers.values()))[0] < oldest):
+            answers.popitem(last=False)

@@ -27,7 +27,6 @@ import argparse
 import base64
 import contextlib
 import http.client
-import os
 import socket
 import tempfile
 import time
@@ -36,53 +35,39 @@ from pathlib import Path
 
 import orjson
 import urllib3
+from load_driver import Bench
 
 from bao_kms.embedded import EmbeddedOpenBao
-from bao_kms.manifests import openbao_policy
 from bao_kms.openbao.auth.token_file import TokenFileAuth
 from bao_kms.openbao.transit import TransitClient
 from bao_kms.openbao.transport import Transport, make_pool
 
 PATH = "/v1/transit/decrypt/kms"
-AAD = base64.b64encode(b"http-clients").decode()
 
 
-def sealed(openbao: EmbeddedOpenBao, count: int) -> list[str]:
-    ciphertexts: list[str] = []
-    while len(ciphertexts) < count:
-        seeds = [base64.b64encode(os.urandom(32)).decode() for _ in range(150)]
-        items = [{"plaintext": seed, "associated_data": AAD} for seed in seeds]
-        answer = openbao.api("POST", "transit/encrypt/kms", {"batch_input": items})
-        ciphertexts += [result["ciphertext"] for result in answer["data"]["batch_results"]]
-    return ciphertexts[:count]
-
-
-def clients(
-    openbao: EmbeddedOpenBao, token: str, workdir: Path, stack: contextlib.ExitStack
-) -> dict[str, Callable[[str], None]]:
-    """Each client's one-decrypt function; *stack* closes their connections."""
+def clients(bench: Bench, stack: contextlib.ExitStack) -> dict[str, Callable[[str], None]]:
+    """Each client's one-decrypt function (the load driver's key, token and AAD); *stack*
+    closes their connections."""
+    openbao, aad = bench.openbao, bench.key_version.associated_data
     host, port = openbao.address.removeprefix("http://").rsplit(":", 1)
-    headers = {"X-Vault-Token": token, "Content-Type": "application/json"}
+    headers = {"X-Vault-Token": bench.token, "Content-Type": "application/json"}
 
     def body(ciphertext: str) -> bytes:
-        return orjson.dumps({"ciphertext": ciphertext, "associated_data": AAD})
+        return orjson.dumps({"ciphertext": ciphertext, "associated_data": aad})
 
     def plaintext(status: int, answer: bytes) -> bytes:
         if status != 200:
             raise AssertionError(status)
         return base64.b64decode(orjson.loads(answer)["data"]["plaintext"])
 
-    token_file = workdir / "token"
-    token_file.write_text(token)
-    token_file.chmod(0o600)
-    auth = TokenFileAuth(token_file)
+    auth = TokenFileAuth(bench.token_file)
     pool = make_pool(ca_file=None)
     transport = Transport([openbao.address], auth, pool=pool, timeout=5)
     stack.callback(pool.clear)
     transit = TransitClient(transport, "transit", "kms")
 
     def provider(ciphertext: str) -> None:
-        transit.decrypt(ciphertext.encode(), AAD, deadline=time.monotonic() + 5)
+        transit.decrypt(ciphertext.encode(), aad, deadline=time.monotonic() + 5)
 
     manager = urllib3.PoolManager(maxsize=1, block=True, retries=False)
     stack.callback(manager.clear)
@@ -141,10 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         EmbeddedOpenBao(workdir=Path(workdir) / "openbao") as openbao,
         contextlib.ExitStack() as stack,
     ):
-        openbao.setup_transit("transit", "kms")
-        token = openbao.create_token(openbao_policy("transit", "kms"))
-        ciphertexts = sealed(openbao, args.requests)
-        by_client = clients(openbao, token, Path(workdir), stack)
+        bench = Bench(argparse.Namespace(concurrency=1), Path(workdir), openbao)
+        ciphertexts = [sealed.ciphertext.decode() for sealed in bench.fresh(args.requests)]
+        by_client = clients(bench, stack)
         for send in by_client.values():  # connections open, imports and caches warm
             for ciphertext in ciphertexts[:100]:
                 send(ciphertext)

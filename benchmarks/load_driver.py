@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,22 +221,37 @@ def openbao_cpu(bench: Bench, runs: list[Run]) -> Iterator[None]:
         run.extra["openbao_cpu_ms_per_call"] = round(spent / calls * 1000, 4) if calls else None
 
 
-def noop_run(
-    bench: Bench, calls: int, concurrency: int, *, aio: bool = False, decrypt_wait: float = 0.0
-) -> Run:
+def noop_runs(
+    bench: Bench,
+    calls: int,
+    concurrencies: Sequence[int],
+    *,
+    aio: bool = False,
+    decrypt_wait: float = 0.0,
+) -> list[Run]:
+    """One no-op server process, driven at each of *concurrencies* in turn."""
     request = api_pb2.DecryptRequest(ciphertext=b"vault:v1:AAAA", key_id="x").SerializeToString()
     name = "noop server Decrypt" + (" (grpc.aio)" if aio else "")
     if decrypt_wait:
         name += f", waits {decrypt_wait * 1000:.2f} ms"
     with bench.noop(aio=aio, decrypt_wait=decrypt_wait) as (child, kms):
-        return closed_loop(
-            name,
-            lambda _: kms.decrypt(request, timeout=10),
-            calls,
-            concurrency,
-            max_seconds=bench.args.max_seconds,
-            server=child,
-        )
+        return [
+            closed_loop(
+                name,
+                lambda _: kms.decrypt(request, timeout=10),
+                calls,
+                concurrency,
+                max_seconds=bench.args.max_seconds,
+                server=child,
+            )
+            for concurrency in concurrencies
+        ]
+
+
+def noop_run(
+    bench: Bench, calls: int, concurrency: int, *, aio: bool = False, decrypt_wait: float = 0.0
+) -> Run:
+    return noop_runs(bench, calls, (concurrency,), aio=aio, decrypt_wait=decrypt_wait)[0]
 
 
 def direct_run(bench: Bench, sealed: list[Sealed], concurrency: int, name: str) -> Run:
@@ -268,8 +283,15 @@ def storm_run(provider: Provider, sealed: list[Sealed], concurrency: int, name: 
         name, call, len(sealed), concurrency, max_seconds=provider.calls.timeout * 12,
         server=provider.child,
     )  # fmt: skip
+    return _with_openbao_counts(run, provider, before, len({s.ciphertext for s in sealed}))
+
+
+def _with_openbao_counts(
+    run: Run, provider: Provider, before: tuple[float, float], distinct: int
+) -> Run:
+    """*run* with the distinct ciphertexts and what OpenBao saw since *before*."""
     after = provider.decrypt_counts()
-    run.extra["distinct"] = len({s.ciphertext for s in sealed})
+    run.extra["distinct"] = distinct
     run.extra["openbao_requests"] = int(after[0] - before[0])
     run.extra["openbao_items"] = int(after[1] - before[1])
     return run
@@ -293,15 +315,11 @@ def pair_storm_run(provider: Provider, sealed: list[Sealed], concurrency: int, n
         name, call, len(sealed), max(1, concurrency // 2),
         max_seconds=provider.calls.timeout * 12, server=provider.child,
     )  # fmt: skip
-    after = provider.decrypt_counts()
     run.concurrency = 2 * max(1, concurrency // 2)
     run.calls, run.per_second = run.calls * 2, run.per_second * 2
     if run.cpu_ms_per_call is not None:
         run.cpu_ms_per_call /= 2
-    run.extra["distinct"] = len(sealed)
-    run.extra["openbao_requests"] = int(after[0] - before[0])
-    run.extra["openbao_items"] = int(after[1] - before[1])
-    return run
+    return _with_openbao_counts(run, provider, before, len(sealed))
 
 
 def rpc_run(
@@ -366,10 +384,9 @@ def latency_runs(bench: Bench, calls: int) -> dict[str, Any]:
     runs["direct C=1"] = direct.as_dict()
     # the floors in the same run: grpcio's own latency (a no-op Decrypt), and a no-op Decrypt
     # that waits as long as a direct Transit decrypt took (what any plugin has to wait)
-    for concurrency in (1, 8, 64):
-        noop = noop_run(bench, calls, concurrency)
+    for noop in noop_runs(bench, calls, (1, 8, 64)):
         print(noop.line(), flush=True)
-        runs[f"noop C={concurrency}"] = noop.as_dict()
+        runs[f"noop C={noop.concurrency}"] = noop.as_dict()
     waiting = noop_run(bench, calls, 1, decrypt_wait=direct.p50_ms / 1000)
     print(waiting.line(), flush=True)
     runs["noop waiting C=1"] = waiting.as_dict()

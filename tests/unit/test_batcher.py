@@ -251,6 +251,25 @@ def test_answers_are_kept_for_the_window_and_bounded_in_number(make_batcher, tra
     assert len(transit.sent()) == before + 1
 
 
+def test_an_answer_given_again_is_kept_from_its_new_time_and_others_still_expire(
+    make_batcher, transit
+):
+    clock = FakeClock()
+    batcher = make_batcher(clock=clock)
+    start = clock()
+    clock.advance(0.001)
+    batcher.decrypt(ciphertext(1), AAD)  # answered at start + 0.001
+    clock.advance(0.1)
+    batcher.decrypt(ciphertext(2), AAD)  # answered at start + 0.101
+    clock.advance(0.3)
+    batcher.decrypt(ciphertext(1), AAD)  # asked again (no arrival): answered at start + 0.401
+    clock.advance(ANSWER_WINDOW - 0.2)  # now the second answer is past the window, the third not
+    batcher.decrypt(ciphertext(2), AAD, arrived=start)  # expired: OpenBao again
+    assert batcher.decrypt(ciphertext(1), AAD, arrived=start + 0.3) == plaintext_of(ciphertext(1))
+    assert transit.sent() == [ciphertext(1), ciphertext(2), ciphertext(1), ciphertext(2)]
+    assert batcher.stats().coalesced == 1
+
+
 def test_an_idle_batcher_keeps_no_answer_past_the_window(make_batcher, transit):
     batcher = make_batcher()
     batcher.decrypt(ciphertext(1), AAD)

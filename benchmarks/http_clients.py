@@ -1,10 +1,11 @@
-"""What one Transit decrypt costs the caller's CPU, by HTTP client: the next lever, measured.
+"""What one Transit decrypt costs the caller's CPU, by HTTP client.
 
 Sequential single decrypts against a real OpenBao dev server, on kept-alive connections, the
 clients taking turns in blocks of 50 so that a slow minute hits each of them:
 
-* **provider transport**: the provider's own ``TransitClient`` over its ``Transport`` (urllib3,
-  deadline watchdog, capped body read, failover and breaker bookkeeping);
+* **provider transport**: the provider's own ``TransitClient`` over its ``Transport``
+  (:mod:`http.client` connections in its own pool, deadline watchdog, capped body read,
+  failover and breaker bookkeeping);
 * **urllib3 PoolManager**: what the load driver's direct client sends;
 * **http.client**: the standard library's HTTP/1.1 connection, no pool around it;
 * **bytes on a socket**: the request written and the answer read (status line, headers split,

@@ -9,8 +9,8 @@ neighbours is what that layer costs per Decrypt under a storm (C concurrent call
 3. **+ servicer**: validation, key lookup, codec, status feedback; Transit answers at once;
 4. **+ batcher**: single-flight and micro-batching in front of an OpenBao that only waits
    (``--openbao-wait`` per request, no CPU on this machine);
-5. **the provider**: ``bao-kms-provider serve`` with urllib3 and a real OpenBao dev server on the
-   same CPUs.
+5. **the provider**: ``bao-kms-provider serve`` with its HTTP client and a real OpenBao dev
+   server on the same CPUs.
 
 Layers 2 to 4 are the provider's own classes (``Provider``, ``KeyManagementServicer``,
 ``DecryptBatcher``, ``ProviderServer``) with the Transit client swapped for a stand-in; each runs
@@ -50,7 +50,7 @@ LAYERS = (
     ("front", "+ the provider's gRPC front end"),
     ("servicer", "+ servicer, Transit answers at once"),
     ("batcher", "+ batcher, OpenBao only waits"),
-    ("provider", "the provider: + urllib3 and a real OpenBao"),
+    ("provider", "the provider: + its HTTP client and a real OpenBao"),
 )
 PARTIAL = ("front", "servicer", "batcher")
 #: a 32-byte DEK seed's length, which the servicer checks every plaintext against

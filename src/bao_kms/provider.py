@@ -1,8 +1,8 @@
 """The composition root: builds the provider's parts from a :class:`~bao_kms.config.Config`.
 
-Shared things (the urllib3 pool, the clock, the metrics registry) are created here once and
-injected, so tests can hand in a counting pool, a fake clock or a fresh ``CollectorRegistry``
-and production code never reaches for a global.
+Shared things (the OpenBao connection pool, the clock, the metrics registry) are created here
+once and injected, so tests can hand in a counting pool, a fake clock or a fresh
+``CollectorRegistry`` and production code never reaches for a global.
 
 The wiring that makes health truthful lives here too: the transport reports every OpenBao
 request to the metrics; the servicer's Transit calls go through a
@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-import urllib3
 from prometheus_client import CollectorRegistry
 
 from . import _codec
@@ -31,6 +30,7 @@ from .keys.tracker import RotationTracker
 from .openbao import TransitClient, Transport, make_pool
 from .openbao.auth.factory import build_auth
 from .openbao.batcher import DecryptBatcher
+from .openbao.connections import ConnectionPool
 from .openbao.protocols import TransitCipher
 from .ops import OpsEndpoints, ProviderMetrics, StateCollector
 from .ops.metrics import AuthStatsView, decrypt_batching, malformed_requests
@@ -47,7 +47,7 @@ class Provider:
         self,
         config: Config,
         *,
-        pool: urllib3.PoolManager | None = None,
+        pool: ConnectionPool | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3
 
 from bao_kms.embedded import EmbeddedOpenBao
 from bao_kms.openbao import KeyMetadata
+from bao_kms.openbao.connections import ConnectionPool
 
 GOLDEN_IDENTITY = {
     "providerName": "openbao-kms-workload-a",
@@ -40,26 +40,25 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
-class CountingPool(urllib3.PoolManager):
-    """A real urllib3 pool that counts every request it sends, by URL path."""
+class CountingPool(ConnectionPool):
+    """The provider's real connection pool, counting every request it sends by path."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.paths: collections.Counter[str] = collections.Counter()
 
-    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any):  # type: ignore[override]
-        path = urllib3.util.parse_url(url).path or ""
-        with self._lock:
-            self.paths[path.removeprefix("/v1/")] += 1
-        return super().urlopen(method, url, redirect=redirect, **kw)
+    def request(self, address: str, method: str, target: str, **kw: Any):  # type: ignore[override]
+        with self._count_lock:
+            self.paths[target.removeprefix("/v1/")] += 1
+        return super().request(address, method, target, **kw)
 
     def count(self, fragment: str = "") -> int:
-        with self._lock:
+        with self._count_lock:
             return sum(n for path, n in self.paths.items() if fragment in path)
 
     def reset(self) -> None:
-        with self._lock:
+        with self._count_lock:
             self.paths.clear()
 
 

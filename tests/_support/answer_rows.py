@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 import pytest
-import urllib3
 
 from _support.fake_openbao import FakeBao, Reply
 from _support.leaks import assert_clean
@@ -24,6 +23,7 @@ from bao_kms.errors import KmsError, grpc_status
 from bao_kms.openbao import TokenFileAuth, TransitClient, Transport, make_pool
 from bao_kms.openbao.answers import Answer, Breaker, Retry, answer_of
 from bao_kms.openbao.breaker import CLOSED, OPEN, CircuitBreaker
+from bao_kms.openbao.connections import ConnectionPool
 from bao_kms.reasons import Reason
 from bao_kms.status import failure_reason
 
@@ -85,7 +85,7 @@ class Harness:
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.pools: list[urllib3.PoolManager] = []
+        self.pools: list[ConnectionPool] = []
         self.secrets: list[str] = []
 
     def client(

@@ -174,7 +174,7 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 def _read_request(reader: object) -> tuple[str, str, dict[str, str], bytes] | None:
-    """One HTTP/1.1 request (Content-Length bodies only: what urllib3 sends); None at EOF."""
+    """One HTTP/1.1 request (Content-Length bodies only: what the provider sends); None at EOF."""
     line = reader.readline(65536)  # type: ignore[attr-defined]
     if not line:
         return None

@@ -72,7 +72,7 @@ def test_the_layer_benchmark_end_to_end(tmp_path: Path) -> None:
         "noop", "front", "servicer", "batcher", "provider"
     ]  # fmt: skip
     assert all(layer["errors"] == 0 for layer in summary)
-    assert "| the provider: + urllib3 and a real OpenBao |" in layers.stdout
+    assert "| the provider: + its HTTP client and a real OpenBao |" in layers.stdout
 
 
 @pytest.mark.compiled

@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import urllib3
 
 from _support import FakeClock
 from _support.fake_openbao import FakeBao, RefusingAddress
 from _support.leaks import TOKEN
 from bao_kms.openbao import TokenFileAuth, Transport, make_pool
+from bao_kms.openbao.connections import ConnectionPool
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def token_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def pool() -> Iterator[urllib3.PoolManager]:
+def pool() -> Iterator[ConnectionPool]:
     manager = make_pool(ca_file=None, maxsize=4)
     yield manager
     manager.clear()
@@ -47,7 +47,7 @@ def refusing() -> Iterator[RefusingAddress]:
 
 
 @pytest.fixture
-def make_transport(token_file: Path, pool: urllib3.PoolManager) -> Callable[..., Transport]:
+def make_transport(token_file: Path, pool: ConnectionPool) -> Callable[..., Transport]:
     """Transport factory: ``make_transport(address, ..., namespace=..., timeout=...)``."""
 
     def build(*addresses: str, **options: object) -> Transport:

@@ -27,11 +27,11 @@ def test_pool_with_a_client_certificate_and_a_server_name(pki: TestPki) -> None:
     cert, key = pki.client()
     pool = make_pool(ca_file=pki.ca_file, client_cert=(str(cert), str(key)), server_hostname="b")
     try:
-        context = pool.connection_pool_kw["ssl_context"]
+        context = pool.ssl_context
         assert isinstance(context, ClientCertContext)
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
         assert context.current().verify_mode == ssl.CERT_REQUIRED
-        assert pool.connection_pool_kw["server_hostname"] == "b"
+        assert pool.server_hostname == "b"
     finally:
         pool.clear()
 
@@ -39,7 +39,7 @@ def test_pool_with_a_client_certificate_and_a_server_name(pki: TestPki) -> None:
 def test_rotated_client_certificate_is_picked_up(pki: TestPki, tmp_path: Path) -> None:
     cert, key = pki.client("kms", file_stem="live")
     pool = make_pool(ca_file=pki.ca_file, client_cert=(str(cert), str(key)))
-    context = pool.connection_pool_kw["ssl_context"]
+    context = pool.ssl_context
     first = context.current()
     assert context.current() is first  # unchanged files: the same inner context
     new_cert, new_key = pki.client("kms", file_stem="next")
@@ -54,7 +54,7 @@ def test_rotated_client_certificate_is_picked_up(pki: TestPki, tmp_path: Path) -
 def test_half_rotated_pair_keeps_the_previous_certificate(pki: TestPki) -> None:
     cert, key = pki.client("kms", file_stem="live")
     pool = make_pool(ca_file=pki.ca_file, client_cert=(str(cert), str(key)))
-    context = pool.connection_pool_kw["ssl_context"]
+    context = pool.ssl_context
     first = context.current()
     other_cert, _ = pki.client("other")
     shutil.copyfile(other_cert, cert)  # the key has not arrived yet: the pair does not match

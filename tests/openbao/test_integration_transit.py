@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import urllib3
 
 from _support import FakeClock
 from _support.leaks import expect_error
@@ -26,6 +25,7 @@ from bao_kms.errors import (
     OpenBaoUnauthenticated,
 )
 from bao_kms.openbao import KeyMetadata, TokenFileAuth, TransitClient, Transport, make_pool
+from bao_kms.openbao.connections import ConnectionPool
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,7 +43,7 @@ def bao() -> Iterator[EmbeddedOpenBao]:
 
 
 @pytest.fixture(scope="module")
-def real_pool() -> Iterator[urllib3.PoolManager]:
+def real_pool() -> Iterator[ConnectionPool]:
     pool = make_pool(ca_file=None)
     yield pool
     pool.clear()
@@ -62,7 +62,7 @@ def write_token(tmp_path: Path) -> Callable[[str], Path]:
 
 @pytest.fixture
 def transport(
-    bao: EmbeddedOpenBao, real_pool: urllib3.PoolManager, write_token: Callable[[str], Path]
+    bao: EmbeddedOpenBao, real_pool: ConnectionPool, write_token: Callable[[str], Path]
 ) -> Transport:
     return Transport([bao.address], TokenFileAuth(write_token(bao.root_token)), pool=real_pool)
 
@@ -222,7 +222,7 @@ def test_health_ok(transport: Transport) -> None:
 
 
 def test_policy_without_decrypt_is_permission_denied(
-    bao: EmbeddedOpenBao, real_pool: urllib3.PoolManager, write_token: Callable[[str], Path]
+    bao: EmbeddedOpenBao, real_pool: ConnectionPool, write_token: Callable[[str], Path]
 ) -> None:
     token = bao.create_token(
         'path "transit/encrypt/kms" { capabilities = ["update"] }\n'
@@ -241,7 +241,7 @@ def test_policy_without_decrypt_is_permission_denied(
 
 
 def test_invalid_token_is_403_and_a_rotated_file_recovers(
-    bao: EmbeddedOpenBao, real_pool: urllib3.PoolManager, write_token: Callable[[str], Path]
+    bao: EmbeddedOpenBao, real_pool: ConnectionPool, write_token: Callable[[str], Path]
 ) -> None:
     bogus = "s.not-a-real-token-" + secrets.token_hex(8)
     path = write_token(bogus)
@@ -258,7 +258,7 @@ def test_invalid_token_is_403_and_a_rotated_file_recovers(
 
 
 def test_namespace(
-    bao: EmbeddedOpenBao, real_pool: urllib3.PoolManager, write_token: Callable[[str], Path]
+    bao: EmbeddedOpenBao, real_pool: ConnectionPool, write_token: Callable[[str], Path]
 ) -> None:
     bao.api("POST", f"sys/namespaces/{NAMESPACE}", {})
     auth = TokenFileAuth(write_token(bao.root_token))

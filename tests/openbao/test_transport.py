@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import urllib3
 
 from _support.fake_openbao import FakeBao, RefusingAddress, Reply, Seen, errors_body
 from _support.leaks import KEY, MOUNT, NEW_TOKEN, SERVER_TEXT, TOKEN, expect_error
@@ -34,6 +34,7 @@ from bao_kms.errors import (
     OpenBaoUnavailable,
 )
 from bao_kms.openbao import TokenFileAuth, Transport, make_pool
+from bao_kms.openbao.connections import ConnectionPool
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -454,7 +455,7 @@ def test_concurrent_requests_with_failover(
 # --- construction ----------------------------------------------------------------------------
 
 
-def test_needs_an_address(token_file: Path, pool: urllib3.PoolManager) -> None:
+def test_needs_an_address(token_file: Path, pool: ConnectionPool) -> None:
     with pytest.raises(ValueError, match="address"):
         Transport([], TokenFileAuth(token_file), pool=pool)
 
@@ -477,12 +478,12 @@ def test_pool_refuses_a_ca_file_without_certificates(tmp_path: Path) -> None:
 
 
 def test_pool_settings() -> None:
-    pool = make_pool(ca_file=None, maxsize=7)
+    pool = make_pool(ca_file=None, maxsize=7, server_hostname="openbao.internal")
     try:
-        retries = pool.connection_pool_kw["retries"]
-        assert retries.total is False and not retries.redirect
-        assert pool.connection_pool_kw["block"] is True
-        assert pool.connection_pool_kw["maxsize"] == 7
-        assert pool.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+        assert pool.maxsize == 7
+        assert pool.server_hostname == "openbao.internal"
+        assert pool.ssl_context is not None
+        assert pool.ssl_context.verify_mode == ssl.CERT_REQUIRED
+        assert pool.ssl_context.check_hostname
     finally:
         pool.clear()

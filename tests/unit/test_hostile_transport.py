@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import urllib3
 
 from _support.fake_openbao import FakeBao, Reply
 from _support.fault_proxy import FaultProxy
 from _support.leaks import TOKEN, expect_error
 from bao_kms.errors import DeadlineExceeded, OpenBaoBadResponse, OpenBaoUnavailable
 from bao_kms.openbao import TokenFileAuth, Transport, make_pool
+from bao_kms.openbao.connections import ConnectionPool
 from bao_kms.openbao.transport import MAX_RESPONSE_BYTES
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,16 +38,14 @@ def proxy() -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def pool() -> Iterator[urllib3.PoolManager]:
+def pool() -> Iterator[ConnectionPool]:
     manager = make_pool(ca_file=None, maxsize=1)  # one connection: a leaked slot would show
     yield manager
     manager.clear()
 
 
 @pytest.fixture
-def transport(
-    proxy: FaultProxy, pool: urllib3.PoolManager, tmp_path: Path
-) -> Callable[..., Transport]:
+def transport(proxy: FaultProxy, pool: ConnectionPool, tmp_path: Path) -> Callable[..., Transport]:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)

@@ -2,7 +2,7 @@
 problem (UNAVAILABLE), never an exception the provider calls a bug (INTERNAL).
 
 ``str.isdigit()`` accepts characters ``int()`` refuses (``"²"``, which a Latin-1 header can
-carry), and ``int()`` refuses more than 4300 digits; urllib3 and http.client both tolerate such
+carry), and ``int()`` refuses more than 4300 digits; http.client tolerates such
 a header (they read until the connection closes), so only the transport's own check saw it.
 """
 
@@ -13,12 +13,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-import urllib3
 
 from _support.leaks import expect_error
 from bao_kms.errors import KmsError, OpenBaoBadResponse
 from bao_kms.openbao import Transport, make_pool
 from bao_kms.openbao.auth.token_file import TokenFileAuth
+from bao_kms.openbao.connections import ConnectionPool
 
 pytestmark = pytest.mark.timeout(30)
 BODY = b'{"data":{}}'
@@ -63,17 +63,17 @@ class RawServer:
 
 
 @pytest.fixture
-def pool() -> Iterator[urllib3.PoolManager]:
+def pool() -> Iterator[ConnectionPool]:
     manager = make_pool(ca_file=None, maxsize=1)
     yield manager
     manager.clear()
 
 
-def _transport(server: RawServer, pool: urllib3.PoolManager) -> Transport:
+def _transport(server: RawServer, pool: ConnectionPool) -> Transport:
     return Transport([server.address], TokenFileAuth("/nonexistent"), pool=pool, timeout=5.0)
 
 
-def test_a_superscript_content_length_is_no_bug(pool: urllib3.PoolManager) -> None:
+def test_a_superscript_content_length_is_no_bug(pool: ConnectionPool) -> None:
     server = RawServer("\u00b2".encode("latin-1"))
     try:
         try:
@@ -85,7 +85,7 @@ def test_a_superscript_content_length_is_no_bug(pool: urllib3.PoolManager) -> No
         server.close()
 
 
-def test_a_content_length_of_thousands_of_digits_is_refused(pool: urllib3.PoolManager) -> None:
+def test_a_content_length_of_thousands_of_digits_is_refused(pool: ConnectionPool) -> None:
     server = RawServer(b"9" * 5000)
     try:
         transport = _transport(server, pool)

@@ -1,4 +1,4 @@
-"""The OpenBao client: one urllib3 pool, endpoint failover, token auth and the Transit calls.
+"""The OpenBao client: one connection pool, endpoint failover, token auth and the Transit calls.
 
 Everything here raises the provider's own :mod:`bao_kms.errors` classes with messages that are
 safe to show kube-apiserver: a category and at most an HTTP status or a key version number.

@@ -1,12 +1,13 @@
 """Total deadlines for OpenBao requests: a watchdog that shuts the socket when time is up.
 
-urllib3's timeouts bound each socket operation, not the request: an OpenBao (or anything on
+Socket timeouts bound each socket operation, not the request: an OpenBao (or anything on
 its address) that sends its answer a byte at a time holds a call for as long as it likes.
 So every request registers a :class:`Ticket` with the transport's :class:`DeadlineWatchdog`,
-and the connection classes installed by :func:`guard_pool` attach each socket the request
-uses (the raw socket right after connect, before any TLS handshake, and a pooled connection's
-socket when it is reused). When the ticket expires, the watchdog shuts those sockets down:
-whatever the request was waiting for (TLS, headers, body) returns at once with an error.
+and the connection pool (:mod:`.connections`) attaches each socket the request uses (the raw
+socket right after connect, before any TLS handshake, and a pooled connection's socket when
+it is reused) through :func:`attach_current`. When the ticket expires, the watchdog shuts
+those sockets down: whatever the request was waiting for (TLS, headers, body) returns at once
+with an error.
 
 :meth:`DeadlineWatchdog.close` does the same to every request in flight and refuses new ones:
 the provider calls it when its drain grace is over, so a stop never waits on OpenBao.
@@ -20,11 +21,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..errors import OpenBaoUnavailable
 
@@ -151,70 +147,21 @@ class DeadlineWatchdog:
             self._thread = None
 
 
-def _attach(sock: socket.socket | None) -> None:
+def attach_current(sock: socket.socket | None) -> None:
+    """Hand *sock* to the deadline ticket of the request this thread is sending, if any:
+    from now until :func:`detach_current`, the watchdog shuts it when that ticket expires."""
     request = getattr(_current, "request", None)
     if request is not None and sock is not None:
         watchdog, ticket = request
         watchdog.attach(ticket, sock)
 
 
-def _detach(conn: HTTPConnection | None) -> None:
+def detach_current(sock: socket.socket | None) -> None:
+    """*sock* goes back to the pool (or is closed): no longer this request's to shut."""
     request = getattr(_current, "request", None)
-    if request is not None and conn is not None and conn.sock is not None:
+    if request is not None and sock is not None:
         watchdog, ticket = request
-        watchdog.detach(ticket, conn.sock)
-
-
-class _GuardedHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(sock)  # before the TLS handshake, which could be trickled too
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self.sock)  # a pooled connection being reused
-        super().request(*args, **kwargs)
-
-
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self.sock)
-        super().request(*args, **kwargs)
-
-
-class _GuardedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-    def _put_conn(self, conn: Any) -> None:
-        # urllib3 returns the connection as the last body byte is read, before the request
-        # is finished: from then on its socket is no longer this request's to shut
-        _detach(conn)
-        super()._put_conn(conn)
-
-
-class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-    def _put_conn(self, conn: Any) -> None:
-        _detach(conn)
-        super()._put_conn(conn)
-
-
-def guard_pool(pool: urllib3.PoolManager) -> None:
-    """Make *pool* open connections whose sockets a :class:`Ticket` can shut down.
-
-    Affects connection pools the manager creates from now on (it creates them lazily, on a
-    host's first request); all other settings are kept.
-    """
-    pool.pool_classes_by_scheme = {
-        "http": _GuardedHTTPConnectionPool,
-        "https": _GuardedHTTPSConnectionPool,
-    }
+        watchdog.detach(ticket, sock)
 
 
 class watching:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from urllib3 import exceptions as urllib3_errors
 
 from ..errors import (
     CiphertextAuthenticationFailed,
@@ -25,6 +24,7 @@ from ..errors import (
 )
 from . import _tls
 from .answers import Answer
+from .connections import CannotConnect, NoFreeConnection
 
 _SEALED_RE = re.compile(r"\bsealed\b", re.IGNORECASE)
 #: Transit refusing a key version: below min_encryption_version / min_decryption_version
@@ -131,24 +131,22 @@ def token_rejected() -> KmsError:
 
 
 def network_error(error: BaseException, timeout: float, cut_short: bool) -> KmsError:
-    """The error for a request that got no HTTP answer (a urllib3 error or a socket's
-    OSError); *cut_short*: the caller's deadline, not ``openbao.timeout``, bounded the wait."""
-    cause: BaseException = error
-    if isinstance(error, urllib3_errors.MaxRetryError) and error.reason is not None:
-        cause = error.reason
-    # NewConnectionError subclasses ConnectTimeoutError, so it must be tested first.
-    if isinstance(cause, urllib3_errors.NewConnectionError | urllib3_errors.NameResolutionError):
+    """The error for a request that got no HTTP answer (what :meth:`.connections.ConnectionPool.
+    request` raises: a socket's OSError, an unreadable answer's HTTPException); *cut_short*:
+    the caller's deadline, not ``openbao.timeout``, bounded the wait."""
+    if isinstance(error, CannotConnect):
         return Answer.CONNECTION_FAILED.error_for("cannot connect to OpenBao")
-    timed_out = (urllib3_errors.TimeoutError, urllib3_errors.EmptyPoolError, TimeoutError)
-    if isinstance(cause, timed_out):
+    if isinstance(error, TimeoutError):  # NoFreeConnection is one too
         if cut_short:
             return DeadlineExceeded("deadline passed while waiting for OpenBao")
-        if isinstance(cause, urllib3_errors.EmptyPoolError):
+        if isinstance(error, NoFreeConnection):
             return Answer.TIMEOUT.error_for(f"no free connection to OpenBao within {timeout:g} s")
         return Answer.TIMEOUT.error_for(f"OpenBao did not answer within {timeout:g} s")
-    if isinstance(cause, urllib3_errors.SSLError | ssl.SSLError):
-        failure: KmsError = _tls.tls_failure(cause)  # names what the operator can fix
+    if isinstance(error, ssl.SSLError):
+        failure: KmsError = _tls.tls_failure(error)  # names what the operator can fix
         untrusted = isinstance(failure, OpenBaoTlsUntrusted)
         failure.error_class = (Answer.TLS_UNTRUSTED if untrusted else Answer.TLS_FAILED).value
         return failure
+    # reset, refused mid-request, or bytes that are not an HTTP answer (http.client's
+    # BadStatusLine, LineTooLong, IncompleteRead, ...): no answer either way
     return Answer.CONNECTION_FAILED.error_for("connection to OpenBao failed")

@@ -17,12 +17,11 @@ import threading
 import time
 from typing import Any, TypeVar
 
-import urllib3
-
 from ..config import ClientCertificate
 from ..errors import ConfigError, OpenBaoTlsUntrusted, OpenBaoUnavailable
 from ..logs import LogThrottle
 from .auth.credentials import CredentialFile, CredentialProblem, read_credential
+from .connections import ConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +107,10 @@ def _check_client_certificate(client_cert: ClientCertificate) -> None:
         raise problem.config_error() from None
 
 
-def present_current_certificate(pool: urllib3.PoolManager) -> None:
+def present_current_certificate(pool: ConnectionPool) -> None:
     """Make the next connection of *pool* present the client certificate its files hold now:
     re-read them at once (not up to a second later) and drop idle connections."""
-    context = pool.connection_pool_kw.get("ssl_context")
+    context = pool.ssl_context
     if isinstance(context, ClientCertContext):
         context.current(force=True)
     pool.clear()
@@ -143,8 +142,8 @@ def make_context(
 class ClientCertContext(ssl.SSLContext):
     """A verified context presenting a client certificate re-read when its files change.
 
-    urllib3 sets a few attributes on the context it is given and calls ``wrap_socket``; this
-    one holds the same settings and hands each new connection to the current inner context.
+    The connection pool calls ``wrap_socket``; this context holds the same settings as the
+    inner one and hands each new connection to the current inner context.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ClientCertContext:
@@ -222,7 +221,7 @@ def tls_failure(cause: BaseException) -> OpenBaoUnavailable:
 
 
 def _find(error: BaseException, kind: type[_E]) -> _E | None:
-    """The first *kind* in *error*, its args, causes and contexts (urllib3 nests them)."""
+    """The first *kind* in *error*, its args, causes and contexts (a wrapped error nests it)."""
     seen: set[int] = set()
     pending: list[BaseException] = [error]
     while pending:

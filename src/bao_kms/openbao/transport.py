@@ -1,8 +1,9 @@
-"""HTTP to OpenBao: one shared urllib3 pool, deadlines, endpoint failover, token retry.
+"""HTTP to OpenBao: one shared connection pool, deadlines, endpoint failover, token retry.
 
-:class:`Transport` is the only place that touches the network. It turns every outcome into
-either the response body of a 2xx or one of the provider's errors (:mod:`._http_errors` decides
-which), so callers above never see urllib3 exceptions, OpenBao's error strings or URLs.
+:class:`Transport` is the only place that sends requests (over :mod:`.connections`). It turns
+every outcome into either the response body of a 2xx or one of the provider's errors
+(:mod:`._http_errors` decides which), so callers above never see socket or HTTP exceptions,
+OpenBao's error strings or URLs.
 
 Every request is bounded in time and size, whatever answers on OpenBao's address: ``timeout``
 (capped by the caller's deadline) is a total deadline, enforced by shutting the socket
@@ -13,20 +14,19 @@ answer is read raw, refused if compressed, and refused past :data:`MAX_RESPONSE_
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import time
 from collections.abc import Callable, Collection, Sequence
 
-import urllib3
-from urllib3 import exceptions as urllib3_errors
-
 from ..config import ClientCertificate
 from ..errors import DeadlineExceeded, KmsError, OpenBaoUnavailable
 from . import _http_errors, _tls, answers
-from ._deadline import DeadlineWatchdog, guard_pool, watching
+from ._deadline import DeadlineWatchdog, watching
 from .auth import Auth
 from .breaker import CircuitBreaker
+from .connections import ConnectionPool
 from .observe import RequestObserver, operation_of
 from .token_check import TokenCheck
 
@@ -44,28 +44,22 @@ def make_pool(
     client_cert: ClientCertificate | tuple[str, str] | None = None,
     server_hostname: str | None = None,
     maxsize: int = 16,
-    pool_class: type[urllib3.PoolManager] = urllib3.PoolManager,
-) -> urllib3.PoolManager:
-    """The one connection pool: no retries or redirects, TLS always verified, bounded.
+    pool_class: type[ConnectionPool] = ConnectionPool,
+) -> ConnectionPool:
+    """The one connection pool: TLS always verified, at most *maxsize* connections an address.
 
     *client_cert* (certificate file, key file) is presented on every connection and re-read
     when the files change; *server_hostname* is what OpenBao's certificate is checked against
     and the SNI sent (``openbao.tlsServerName``). A CA file, certificate or key that cannot
     work is a :class:`~bao_kms.errors.ConfigError` here, at start, not a failure of every
-    request. ``block=True`` makes a request wait for a free connection instead of opening one
-    more than *maxsize* per address; :class:`Transport` bounds that wait by the request timeout.
+    request. A request waits for a free connection rather than open one more than *maxsize*
+    per address; :class:`Transport` bounds that wait by the request timeout. Nothing is
+    retried and no redirect is followed (a 3xx is an answer the transport refuses).
     """
     cafile = os.fspath(ca_file) if ca_file is not None else None
     context = _tls.make_context(cafile, client_cert)  # no CA file: the system trust store
     # pool_class: tests pass a request-counting subclass and get these exact settings
-    pool = pool_class(
-        maxsize=maxsize, block=True, retries=False, cert_reqs="CERT_REQUIRED", ssl_context=context
-    )
-    if server_hostname:
-        # a connection-pool setting urllib3's signature does not list: SNI and the name
-        # the certificate is verified against
-        pool.connection_pool_kw["server_hostname"] = server_hostname
-    return pool
+    return pool_class(ssl_context=context, server_hostname=server_hostname or None, maxsize=maxsize)
 
 
 class Transport:
@@ -76,7 +70,7 @@ class Transport:
         addresses: Sequence[str],
         auth: Auth,
         *,
-        pool: urllib3.PoolManager,
+        pool: ConnectionPool,
         namespace: str = "",
         timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
@@ -96,7 +90,6 @@ class Transport:
         self.breaker = breaker or CircuitBreaker(clock=clock)
         self.max_response_bytes = MAX_RESPONSE_BYTES
         self._deadlines = DeadlineWatchdog()
-        guard_pool(pool)  # its connections' sockets can be shut when a deadline passes
         #: told (operation, outcome, seconds) of every request, for /metrics
         self.observer = observer
         # tells an expired or revoked token from a policy 403 (single-flight, rate-limited)
@@ -304,8 +297,8 @@ class Transport:
         try:
             with watching(self._deadlines, ticket):
                 status, data = self._exchange(index, method, path, body, headers, timeout)
-        except (urllib3_errors.HTTPError, OSError) as error:
-            # `from None` below: urllib3's messages quote the URL, which names mount and key.
+        except (http.client.HTTPException, OSError) as error:
+            # `from None` below: the cause stays out of the error the caller sees
             failure = _network_error(error, timeout, cut_short)
         finally:
             cut = self._deadlines.finish(ticket)
@@ -325,51 +318,44 @@ class Transport:
         headers: dict[str, str],
         timeout: float,
     ) -> tuple[int, bytes]:
-        response = self._pool.urlopen(
+        limit = self.max_response_bytes
+        return self._pool.request(
+            self.addresses[index],
             method,
-            f"{self.addresses[index]}/v1/{path}",
+            f"/v1/{path}",
             body=body,
             headers=headers,
-            timeout=urllib3.Timeout(total=timeout),
-            pool_timeout=timeout,  # block=True would otherwise wait forever for a connection
-            retries=False,
-            redirect=False,
-            preload_content=False,  # read below, raw and capped
-            decode_content=False,
+            timeout=timeout,
+            read=lambda response: _read_body(response, limit),
         )
-        try:
-            data = _read_body(response, self.max_response_bytes)
-        except BaseException:
-            # unread bytes stay on the connection: close it, and give its pool slot back
-            response.close()
-            response.release_conn()
-            raise
-        response.release_conn()  # usually done already, as the last byte was read
-        return response.status, data
 
 
-def _read_body(response: urllib3.BaseHTTPResponse, limit: int) -> bytes:
+def _read_body(response: http.client.HTTPResponse, limit: int) -> bytes:
     """The answer's body as sent, refused when compressed or larger than *limit* bytes.
 
     Nothing is decompressed: OpenBao answers identity-encoded unless asked otherwise, and a
     few KiB of gzip can expand to gigabytes.
     """
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    encoding = (response.getheader("Content-Encoding") or "").strip().lower()
     if encoding not in ("", "identity"):
         raise answers.Answer.BAD_RESPONSE.error_for(
             "OpenBao answered with a compressed body; refused"
         )
-    declared = response.headers.get("Content-Length", "").strip()
+    declared = (response.getheader("Content-Length") or "").strip()
     # ASCII digits only ("²".isdigit() is True, but int() refuses it), and no int() of a
     # number far too long to be within the limit (int() refuses over 4300 digits)
     if declared.isascii() and declared.isdigit():
         digits = declared.lstrip("0") or "0"
         if len(digits) > len(str(limit)) or int(digits) > limit:
             raise _too_large(limit)
-        return response.read(decode_content=False)  # exactly the declared length
+        if response.getheader("Transfer-Encoding") is None:
+            # exactly the declared length; fewer bytes before the connection closes is
+            # http.client's IncompleteRead, never a short body taken for the whole
+            return response.read()
+        # chunked as well: http.client goes by the chunks, so the cap below must too
     chunks = []
     size = 0
-    while chunk := response.read(_READ_CHUNK, decode_content=False):
+    while chunk := response.read(_READ_CHUNK):
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)

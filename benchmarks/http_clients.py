@@ -6,8 +6,9 @@ clients taking turns in blocks of 50 so that a slow minute hits each of them:
 * **provider transport**: the provider's own ``TransitClient`` over its ``Transport``
   (:mod:`http.client` connections in its own pool, deadline watchdog, capped body read,
   failover and breaker bookkeeping);
-* **urllib3 PoolManager**: what the load driver's direct client sends;
-* **http.client**: the standard library's HTTP/1.1 connection, no pool around it;
+* **urllib3 PoolManager**: the common third-party client (the provider used it before);
+* **http.client**: the standard library's HTTP/1.1 connection, no pool around it (what the
+  load driver's direct client sends);
 * **bytes on a socket**: the request written and the answer read (status line, headers split,
   ``Content-Length`` honoured) on one kept-alive socket: the floor for any Python client, not a
   client to ship (no chunked bodies, no TLS, no limits).

@@ -5,7 +5,8 @@ measures (absolute numbers swing by 25% or more between runs on a shared machine
 
 * **noop**: a KMS v2 grpcio server that does nothing (``noop_server.py``, its own process):
   the ceiling for any Python plugin here, in calls per second and server CPU per call;
-* **direct**: a lean Python client calling Transit directly, one decrypt per HTTP request;
+* **direct**: a lean Python client calling Transit directly, one decrypt per HTTP request
+  (http.client, one kept-alive connection per thread);
 * **storm**: a cold-start storm through the provider's socket (``bao-kms-provider serve`` in
   its own process, a fresh one for each variant) over N ciphertexts it has never decrypted, for
   each codec twin with batching on and off, then two storms with 50% duplicates (N calls over
@@ -35,6 +36,7 @@ import argparse
 import base64
 import contextlib
 import functools
+import http.client
 import json
 import os
 import platform
@@ -43,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import urllib3
 import yaml
 from load_support import (
     Child,
@@ -129,7 +131,6 @@ class Bench:
         version = 1
         created = openbao.api("GET", "transit/keys/kms")["data"]["keys"][str(version)]
         self.key_version = IDENTITY.key_version(version, created)
-        self.http = urllib3.PoolManager(maxsize=max(64, args.concurrency), block=True)
 
     def _path(self, stem: str) -> Path:
         self.serial += 1
@@ -255,20 +256,34 @@ def noop_run(
 
 
 def direct_run(bench: Bench, sealed: list[Sealed], concurrency: int, name: str) -> Run:
-    url = f"{bench.openbao.address}/v1/transit/decrypt/kms"
+    """The lean client: the standard library's http.client, one kept-alive connection per
+    calling thread (what a Python program that only decrypts would write)."""
+    host, port = bench.openbao.address.removeprefix("http://").rsplit(":", 1)
+    path = "/v1/transit/decrypt/kms"
     headers = {"X-Vault-Token": bench.token, "Content-Type": "application/json"}
     aad = bench.key_version.associated_data
     bodies = [
         orjson.dumps({"ciphertext": s.ciphertext.decode(), "associated_data": aad}) for s in sealed
     ]
     expected = [base64.b64encode(s.seed) for s in sealed]
+    per_thread = threading.local()
+    opened: list[http.client.HTTPConnection] = []
 
     def call(index: int) -> None:
-        answer = bench.http.urlopen("POST", url, body=bodies[index], headers=headers, retries=False)
-        if answer.status != 200 or expected[index] not in answer.data:
+        connection = getattr(per_thread, "connection", None)
+        if connection is None:
+            connection = per_thread.connection = http.client.HTTPConnection(host, int(port), 10)
+            opened.append(connection)
+        connection.request("POST", path, body=bodies[index], headers=headers)
+        answer = connection.getresponse()
+        if answer.status != 200 or expected[index] not in answer.read():
             raise AssertionError("Transit did not answer the seed")
 
-    return closed_loop(name, call, len(sealed), concurrency, max_seconds=bench.args.max_seconds)
+    try:
+        return closed_loop(name, call, len(sealed), concurrency, max_seconds=bench.args.max_seconds)
+    finally:
+        for connection in opened:
+            connection.close()
 
 
 def storm_run(provider: Provider, sealed: list[Sealed], concurrency: int, name: str) -> Run:
@@ -477,7 +492,6 @@ def machine() -> dict[str, Any]:
         "system": platform.platform(),
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
-        "urllib3": urllib3.__version__,
         "openbao": bao.strip(),
     }
 

@@ -137,7 +137,7 @@ class OpenBaoConfig(_Section):
     def _https_unless_allowed(self) -> OpenBaoConfig:
         if not self.allow_insecure_http:
             for address in self.addresses:
-                scheme = urllib.parse.urlsplit(address).scheme  # lower-cased, as urllib3 does
+                scheme = urllib.parse.urlsplit(address).scheme  # lower-cased, as the pool reads it
                 if scheme == "http":
                     raise ValueError(
                         "addresses: plain http:// needs allowInsecureHttp: true, even to a "

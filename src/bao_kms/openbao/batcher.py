@@ -20,8 +20,8 @@ between the servicer and :class:`~.transit.TransitClient` and is a ``TransitCiph
   Under load (the previous request carried more than one item and Decrypts are queued) the
   sender first gathers: it waits in 0.5 ms steps while more arrive, for ``linger`` (5 ms) of
   its clock at most, and stops at the first step that brings none. Each request saved is
-  ~0.6 ms of provider CPU and a share of OpenBao's, which on a small control-plane node is the
-  same CPU.
+  ~0.4 ms of provider CPU (``benchmarks/http_clients.py``) and a share of OpenBao's, which on
+  a small control-plane node is the same CPU.
 * **Per-item outcomes**: a tampered item fails alone (INVALID_ARGUMENT), its neighbours decrypt;
   a failure of the request as a whole fails each of its items. Every item keeps its callers'
   deadline: one that passes while it waits ends that call with DEADLINE_EXCEEDED, and an item

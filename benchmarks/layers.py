@@ -111,7 +111,6 @@ class StandInTransit:
 
 def serve_layer(layer: str, config_path: Path, openbao_wait: float) -> int:
     """Serve *layer* on the socket *config_path* names until SIGTERM or SIGINT."""
-    from bao_kms.api.interceptors import RpcMetricsInterceptor
     from bao_kms.api.server import ProviderServer
     from bao_kms.api.service import KeyManagementServicer
     from bao_kms.cli.signals import SignalLatch
@@ -138,8 +137,9 @@ def serve_layer(layer: str, config_path: Path, openbao_wait: float) -> int:
                 on_failure=provider.metrics.rpc_failed,
             )
         provider.servicer = servicer
-        interceptors = [RpcMetricsInterceptor(provider.metrics)]
-        provider.server = ProviderServer(servicer, config.server, interceptors=interceptors)
+        provider.server = ProviderServer(
+            servicer, config.server, interceptors=provider.interceptors
+        )
         provider.start()
         latch.wait()
         provider.stop(1.0)

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from . import _codec
 from ._version import __version__
-from .api.interceptors import RpcMetricsInterceptor
+from .api.interceptors import ArrivalInterceptor, RpcMetricsInterceptor
 from .api.server import ProviderServer
 from .api.service import KeyManagementServicer
 from .config import Config
@@ -117,9 +117,9 @@ class Provider:
             workers=config.server.workers,
             on_failure=self.metrics.rpc_failed,
         )
-        self.server = ProviderServer(
-            self.servicer, config.server, interceptors=[RpcMetricsInterceptor(self.metrics)]
-        )
+        # arrival first: its stamp is what single-flight goes by (the servicer's clock)
+        self.interceptors = (ArrivalInterceptor(clock), RpcMetricsInterceptor(self.metrics))
+        self.server = ProviderServer(self.servicer, config.server, interceptors=self.interceptors)
         stats = getattr(self.auth, "stats", None)
         self.registry.register(
             StateCollector(

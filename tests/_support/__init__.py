@@ -48,7 +48,7 @@ class CountingPool(ConnectionPool):
         self._count_lock = threading.Lock()
         self.paths: collections.Counter[str] = collections.Counter()
 
-    def request(self, address: str, method: str, target: str, **kw: Any):  # type: ignore[override]
+    def request(self, address: str, method: str, target: str, **kw: Any) -> Any:
         with self._count_lock:
             self.paths[target.removeprefix("/v1/")] += 1
         return super().request(address, method, target, **kw)

@@ -7,10 +7,13 @@ test checks them at run time.
 
 from __future__ import annotations
 
+import contextvars
+
 import grpc
 import pytest
 
 from bao_kms._proto import api_pb2
+from bao_kms.api.interceptors import CALL_ARRIVED
 from bao_kms.api.service import KeyManagementServicer, StatusView
 from bao_kms.errors import (
     CiphertextAuthenticationFailed,
@@ -263,6 +266,21 @@ def test_decrypt_tells_the_cipher_when_the_call_arrived():
     servicer = KeyManagementServicer(monitor, transit, clock=lambda: float(next(readings)))
     call(servicer.Decrypt, good_decrypt())
     assert transit.arrivals == [100.0]
+
+
+def test_decrypt_tells_the_cipher_the_arrival_the_interceptor_stamped():
+    # under the server, ArrivalInterceptor stamps the call as it comes in (earlier than the
+    # handler's first clock reading, which may come after a wait for a worker thread)
+    monitor, transit = Monitor(), Transit()
+    servicer = KeyManagementServicer(monitor, transit, clock=lambda: 500.0)
+
+    def stamped_call() -> None:
+        CALL_ARRIVED.set(42.0)
+        call(servicer.Decrypt, good_decrypt())
+
+    contextvars.copy_context().run(stamped_call)
+    call(servicer.Decrypt, good_decrypt())  # a call no interceptor saw: its own reading
+    assert transit.arrivals == [42.0, 500.0]
 
 
 def test_grpcio_no_deadline_sentinel_means_none(parts):

@@ -1,4 +1,13 @@
-"""gRPC server interceptors: one per concern. Here, per-RPC counts, durations and in-flight.
+"""gRPC server interceptors: one per concern. Here, when a call arrived, and per-RPC counts,
+durations and in-flight.
+
+:class:`ArrivalInterceptor` stamps each call's arrival in :data:`CALL_ARRIVED`. grpcio runs the
+interceptors on its polling thread as the call comes in, before the call waits for a worker
+thread or its message, and it runs them and the handler inside one ``contextvars.Context`` of
+the call's own (``_RPCState.context`` in ``grpc/_server.py``): the handler reads the stamp of
+its own call, never another's. Single-flight goes by this moment (``DecryptBatcher``): two
+Decrypts kube-apiserver sends together are concurrent even when a busy server starts the
+second handler after the first was answered.
 
 The interceptor wraps each method's behaviour once (cached by method name) and reports to an
 :class:`RpcObserver` (``bao_kms.ops.metrics`` implements it): ``started`` when the call enters
@@ -13,6 +22,7 @@ over the receive limit). Calls grpcio refuses before any handler runs (beyond
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -22,6 +32,27 @@ import grpc
 #: the method label for anything that is not one of the KMS v2 methods (bounded labels)
 OTHER_METHOD = "other"
 KMS_METHODS = frozenset({"Status", "Encrypt", "Decrypt"})
+
+
+#: when the current call arrived, on the clock :class:`ArrivalInterceptor` was given; unset
+#: outside a call the interceptor saw (a servicer called directly, in tests)
+CALL_ARRIVED: contextvars.ContextVar[float] = contextvars.ContextVar("bao_kms_call_arrived")
+
+
+class ArrivalInterceptor(grpc.ServerInterceptor):
+    """Sets :data:`CALL_ARRIVED` to *clock*'s reading as each call comes in. Put it first: an
+    interceptor before it would delay the stamp by its own work."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        CALL_ARRIVED.set(self._clock())
+        return continuation(handler_call_details)
 
 
 class RpcObserver(Protocol):

@@ -46,6 +46,7 @@ from ..logs import LogThrottle, short_hash
 from ..openbao.answers import log_fields
 from ..openbao.protocols import TransitCipher
 from ..status import Health
+from .interceptors import CALL_ARRIVED
 
 log = logging.getLogger("bao_kms.service")
 
@@ -134,7 +135,8 @@ def _rpc(
     """The one place a request is parsed and an exception becomes a gRPC status (and a log
     line). *parse* is the request message's ``FromString``; *uses_openbao* methods hold a
     worker slot while they run. The method gets the parsed request, the context and when the
-    call arrived (the servicer's clock, before any wait for a worker slot)."""
+    call arrived: :data:`~.interceptors.CALL_ARRIVED` when the server's ``ArrivalInterceptor``
+    stamped it (on the servicer's clock), else the handler's first clock reading."""
 
     def decorate(
         method: Callable[[KeyManagementServicer, Request, grpc.ServicerContext, float], Response],
@@ -146,13 +148,14 @@ def _rpc(
             self: KeyManagementServicer, raw: bytes | None, context: grpc.ServicerContext
         ) -> Response:
             started, request = self._clock(), None
+            arrived = CALL_ARRIVED.get(started)
             try:
                 request = self._parse(name, parse, raw)
                 if not uses_openbao:
-                    return method(self, request, context, started)
+                    return method(self, request, context, arrived)
                 self._acquire_worker(context)
                 try:
-                    return method(self, request, context, started)
+                    return method(self, request, context, arrived)
                 finally:
                     self._workers.release()
             except Exception as error:  # every failure must become a status

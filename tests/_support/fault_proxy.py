@@ -8,8 +8,8 @@ arrives:
 ``trickle``  forward it, send the answer back a byte at a time (:attr:`trickle_interval`)
 ``stall``    read the request, never answer (until the proxy closes)
 ``huge``     answer 200 with a 1 GiB body of zeros; ``huge_declared`` says whether it is
-             announced with Content-Length or delimited by closing the connection
-``gzip``     answer 200 with ``Content-Encoding: gzip``: 1 GiB of zeros, deflated
+             announced with Content-Length or sent in chunks of unannounced total
+``gzip``     answer 200 with ``Content-Encoding: gzip``: 1 GiB of zeros, deflated, in chunks
 ``reset``    read the request, then reset the connection (TCP RST)
 
 Bodies are generated lazily, a chunk at a time while the client reads, so a refused 1 GiB
@@ -146,24 +146,31 @@ class FaultProxy:
         return True
 
     def _send_huge(self, client: socket.socket) -> None:
-        length = f"Content-Length: {GIB}\r\n" if self.huge_declared else "Connection: close\r\n"
+        declared = self.huge_declared
+        framing = f"Content-Length: {GIB}" if declared else "Transfer-Encoding: chunked"
         client.sendall(
-            f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\r\n".encode()
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode()
         )
         for _ in range(GIB // _CHUNK):
             if self._closing.is_set():
                 return
-            client.sendall(_ZEROS)
+            client.sendall(_ZEROS if declared else _as_chunk(_ZEROS))
 
     def _send_gzip(self, client: socket.socket) -> None:
         client.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Content-Encoding: gzip\r\nConnection: close\r\n\r\n"
+            b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
         for chunk in _gzip_of_zeros(GIB):
             if self._closing.is_set():
                 return
-            client.sendall(chunk)
+            if chunk:
+                client.sendall(_as_chunk(chunk))
+
+
+def _as_chunk(data: bytes) -> bytes:
+    """*data* as one HTTP/1.1 chunk (the size in hex, the bytes, CRLF)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def _shutdown(sock: socket.socket) -> None:

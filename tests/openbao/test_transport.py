@@ -34,6 +34,7 @@ from bao_kms.errors import (
     OpenBaoUnavailable,
 )
 from bao_kms.openbao import TokenFileAuth, Transport, make_pool
+from bao_kms.openbao.auth.token_calls import TokenCalls
 from bao_kms.openbao.connections import ConnectionPool
 
 pytestmark = pytest.mark.timeout(30)
@@ -485,5 +486,47 @@ def test_pool_settings() -> None:
         assert pool.ssl_context is not None
         assert pool.ssl_context.verify_mode == ssl.CERT_REQUIRED
         assert pool.ssl_context.check_hostname
+    finally:
+        pool.clear()
+
+
+# --- what cannot go into a header -------------------------------------------------------------
+
+
+class FixedAuth:
+    """An auth whose token is whatever the test says (a login answer could say anything)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def token(self) -> str:
+        return self._token
+
+    def refresh(self, refused: str | None = None) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    "token", [f"{TOKEN}\r\nX-Injected: 1", f"{TOKEN}\u00fc", f"{TOKEN} x", f"{TOKEN}\u2028"]
+)
+def test_a_token_a_header_cannot_carry_is_never_sent_nor_quoted(
+    fake: FakeBao, pool: ConnectionPool, token: str
+) -> None:
+    # http.client would refuse it with a ValueError quoting the value: the token, in a
+    # traceback. The transport refuses it first, by name only.
+    transport = Transport([fake.address], FixedAuth(token), pool=pool)  # type: ignore[arg-type]
+    error = expect_error(OpenBaoUnauthenticated, transport.request, "GET", PATH)
+    assert "header" in str(error)
+    assert fake.requests == []
+
+
+def test_a_login_answered_with_a_token_of_invalid_form_is_refused(fake: FakeBao) -> None:
+    fake.reply(Reply(200, {"auth": {"client_token": "s.x\r\nX-Injected: 1", "lease_duration": 60}}))
+    pool = make_pool(ca_file=None, maxsize=1)
+    try:
+        transport = Transport([fake.address], FixedAuth(TOKEN), pool=pool)  # type: ignore[arg-type]
+        calls = TokenCalls(transport, time.monotonic)
+        error = expect_error(OpenBaoBadResponse, calls.login, "auth/approle/login", {}, "approle")
+        assert "invalid form" in str(error) and "X-Injected" not in str(error)
     finally:
         pool.clear()

@@ -154,6 +154,12 @@ def test_address_is_host_and_port_only(address: str) -> None:
     assert "openbao.addresses" in refused(with_value("openbao.addresses", [address]))
 
 
+@pytest.mark.parametrize("address", ["https://a..b:8200", f"https://{'x' * 64}.example:8200"])
+def test_an_address_whose_host_cannot_be_a_dns_name_is_refused(address: str) -> None:
+    # connecting would fail on every request (IDNA refuses empty and over-long labels)
+    assert "not a valid DNS name" in refused(with_value("openbao.addresses", [address]))
+
+
 def test_empty_address_list_refused() -> None:
     assert "openbao.addresses" in refused(with_value("openbao.addresses", []))
 

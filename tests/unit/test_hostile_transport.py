@@ -104,7 +104,7 @@ def test_the_connection_comes_back_after_a_cut_request(
     assert b"aes256-gcm96" in bounded.request("GET", PATH, anonymous=True)
 
 
-@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "until-close"])
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_a_1_gib_answer_is_refused_without_being_held(
     proxy: FaultProxy, transport: Callable[..., Transport], declared: bool
 ) -> None:

@@ -2,19 +2,19 @@
 problem (UNAVAILABLE), never an exception the provider calls a bug (INTERNAL).
 
 ``str.isdigit()`` accepts characters ``int()`` refuses (``"²"``, which a Latin-1 header can
-carry), and ``int()`` refuses more than 4300 digits; http.client tolerates such
-a header (they read until the connection closes), so only the transport's own check saw it.
+carry), and ``int()`` refuses more than 4300 digits; http.client tolerates such a header (it
+reads until the connection closes), so only the provider's own checks see it.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from _support.leaks import expect_error
+from _support.loopback import LoopbackServer
 from bao_kms.errors import KmsError, OpenBaoBadResponse
 from bao_kms.openbao import Transport, make_pool
 from bao_kms.openbao.auth.token_file import TokenFileAuth
@@ -24,42 +24,25 @@ pytestmark = pytest.mark.timeout(30)
 BODY = b'{"data":{}}'
 
 
-class RawServer:
+class RawServer(LoopbackServer):
     """Answers every request on a loopback port with *header* bytes and :data:`BODY`."""
 
     def __init__(self, content_length: bytes) -> None:
         self.content_length = content_length
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    @property
-    def address(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with client:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = client.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                client.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Connection: close\r\nContent-Length: "
-                    + self.content_length
-                    + b"\r\n\r\n"
-                    + BODY
-                )
-
-    def close(self) -> None:
-        self._listener.close()
+    def serve(self, client: socket.socket) -> None:
+        with client:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            client.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: " + self.content_length + b"\r\n\r\n" + BODY
+            )
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def identity(config: Config) -> Identity:
 
 def read_live_key(config: Config) -> KeyMetadata:
     """The Transit key's metadata, read with the provider's own client and credentials."""
-    from ..provider import Provider  # grpc and urllib3 only for commands that talk to OpenBao
+    from ..provider import Provider  # grpc and the OpenBao client: only commands that use them
 
     provider = Provider(config)  # built, never started: no socket, no lock, no probes
     try:

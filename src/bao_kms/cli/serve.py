@@ -67,7 +67,7 @@ def raise_open_files_limit() -> None:
 
 def serve(config: Config) -> int:
     """Start the provider, wait for a stop signal, drain, stop."""
-    from ..provider import Provider  # grpc and urllib3 only for commands that serve
+    from ..provider import Provider  # grpc and the OpenBao client only for commands that serve
 
     configure_logging(config.logging.level)
     raise_open_files_limit()

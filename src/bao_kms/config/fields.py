@@ -129,6 +129,12 @@ def _check_address(value: str) -> str:
             "must be an http:// or https:// URL with a host and optional port only "
             "(no credentials, path or query)"
         )
+    try:
+        parts.hostname.encode("idna")  # what connecting does with it: empty or long labels fail
+    except UnicodeError:
+        raise ValueError(
+            "the host is not a valid DNS name (an empty label, or one over 63 characters)"
+        ) from None
     return value.rstrip("/")
 
 

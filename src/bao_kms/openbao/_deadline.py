@@ -3,11 +3,11 @@
 Socket timeouts bound each socket operation, not the request: an OpenBao (or anything on
 its address) that sends its answer a byte at a time holds a call for as long as it likes.
 So every request registers a :class:`Ticket` with the transport's :class:`DeadlineWatchdog`,
-and the connection pool (:mod:`.connections`) attaches each socket the request uses (the raw
-socket right after connect, before any TLS handshake, and a pooled connection's socket when
-it is reused) through :func:`attach_current`. When the ticket expires, the watchdog shuts
-those sockets down: whatever the request was waiting for (TLS, headers, body) returns at once
-with an error.
+and the connection pool (:mod:`.connections`) attaches each socket the request uses through
+:func:`attach_current`: the TCP socket right after connect, the TLS socket that takes its
+descriptor over before the handshake starts, and a pooled connection's socket when it is
+reused. When the ticket expires, the watchdog shuts those sockets down: whatever the request
+was waiting for (TLS, headers, body) returns at once with an error.
 
 :meth:`DeadlineWatchdog.close` does the same to every request in flight and refuses new ones:
 the provider calls it when its drain grace is over, so a stop never waits on OpenBao.
@@ -154,6 +154,12 @@ def attach_current(sock: socket.socket | None) -> None:
     if request is not None and sock is not None:
         watchdog, ticket = request
         watchdog.attach(ticket, sock)
+
+
+def current_expired() -> bool:
+    """True when the request this thread is sending has run out of time (or was aborted)."""
+    request = getattr(_current, "request", None)
+    return request is not None and request[1].expired
 
 
 def detach_current(sock: socket.socket | None) -> None:

@@ -24,7 +24,7 @@ from ..errors import (
 )
 from . import _tls
 from .answers import Answer
-from .connections import CannotConnect, NoFreeConnection
+from .connections import CannotConnect, MalformedAnswer, NoFreeConnection
 
 _SEALED_RE = re.compile(r"\bsealed\b", re.IGNORECASE)
 #: Transit refusing a key version: below min_encryption_version / min_decryption_version
@@ -136,6 +136,8 @@ def network_error(error: BaseException, timeout: float, cut_short: bool) -> KmsE
     the caller's deadline, not ``openbao.timeout``, bounded the wait."""
     if isinstance(error, CannotConnect):
         return Answer.CONNECTION_FAILED.error_for("cannot connect to OpenBao")
+    if isinstance(error, MalformedAnswer):  # its words are the pool's own, never the peer's
+        return Answer.CONNECTION_FAILED.error_for(f"OpenBao's answer is not usable HTTP: {error}")
     if isinstance(error, TimeoutError):  # NoFreeConnection is one too
         if cut_short:
             return DeadlineExceeded("deadline passed while waiting for OpenBao")
@@ -147,6 +149,10 @@ def network_error(error: BaseException, timeout: float, cut_short: bool) -> KmsE
         untrusted = isinstance(failure, OpenBaoTlsUntrusted)
         failure.error_class = (Answer.TLS_UNTRUSTED if untrusted else Answer.TLS_FAILED).value
         return failure
+    if isinstance(error, ValueError):  # after ssl: SSLCertVerificationError is one too
+        # http.client refusing what would have been sent (a header value it cannot carry);
+        # its message quotes the value, which could be the token: never shown
+        return Answer.CONNECTION_FAILED.error_for("the OpenBao request could not be sent")
     # reset, refused mid-request, or bytes that are not an HTTP answer (http.client's
     # BadStatusLine, LineTooLong, IncompleteRead, ...): no answer either way
     return Answer.CONNECTION_FAILED.error_for("connection to OpenBao failed")

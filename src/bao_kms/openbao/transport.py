@@ -25,8 +25,9 @@ from ..errors import DeadlineExceeded, KmsError, OpenBaoUnavailable
 from . import _http_errors, _tls, answers
 from ._deadline import DeadlineWatchdog, watching
 from .auth import Auth
+from .auth.credentials import VISIBLE_ASCII
 from .breaker import CircuitBreaker
-from .connections import ConnectionPool
+from .connections import AnswerTooLarge, ConnectionPool
 from .observe import RequestObserver, operation_of
 from .token_check import TokenCheck
 
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 #: batch of a hundred items ~150 KiB; anything near this is not an answer we can use
 MAX_RESPONSE_BYTES = 1024 * 1024
 _READ_CHUNK = 64 * 1024
+#: an answer's status line and headers: OpenBao's take under 1 KiB
+_MAX_HEAD_BYTES = 64 * 1024
 
 
 def make_pool(
@@ -291,13 +294,18 @@ class Transport:
             if remaining < timeout:
                 timeout, cut_short = remaining, True
         if token is not None:
+            if not VISIBLE_ASCII.fullmatch(token):
+                # never sent, and never quoted: http.client's refusal would quote it
+                raise answers.Answer.NO_TOKEN.error_for(
+                    "the OpenBao token holds characters an HTTP header cannot carry"
+                )
             headers = {**headers, "X-Vault-Token": token}
         failure: KmsError | None = None
         ticket = self._deadlines.watch(timeout)
         try:
             with watching(self._deadlines, ticket):
                 status, data = self._exchange(index, method, path, body, headers, timeout)
-        except (http.client.HTTPException, OSError) as error:
+        except (http.client.HTTPException, OSError, ValueError) as error:
             # `from None` below: the cause stays out of the error the caller sees
             failure = _network_error(error, timeout, cut_short)
         finally:
@@ -319,15 +327,19 @@ class Transport:
         timeout: float,
     ) -> tuple[int, bytes]:
         limit = self.max_response_bytes
-        return self._pool.request(
-            self.addresses[index],
-            method,
-            f"/v1/{path}",
-            body=body,
-            headers=headers,
-            timeout=timeout,
-            read=lambda response: _read_body(response, limit),
-        )
+        try:
+            return self._pool.request(
+                self.addresses[index],
+                method,
+                f"/v1/{path}",
+                body=body,
+                headers=headers,
+                timeout=timeout,
+                max_answer=limit + _MAX_HEAD_BYTES,
+                read=lambda response: _read_body(response, limit),
+            )
+        except AnswerTooLarge:
+            raise _too_large(limit) from None
 
 
 def _read_body(response: http.client.HTTPResponse, limit: int) -> bytes:
@@ -341,18 +353,17 @@ def _read_body(response: http.client.HTTPResponse, limit: int) -> bytes:
         raise answers.Answer.BAD_RESPONSE.error_for(
             "OpenBao answered with a compressed body; refused"
         )
-    declared = (response.getheader("Content-Length") or "").strip()
-    # ASCII digits only ("²".isdigit() is True, but int() refuses it), and no int() of a
-    # number far too long to be within the limit (int() refuses over 4300 digits)
-    if declared.isascii() and declared.isdigit():
-        digits = declared.lstrip("0") or "0"
+    # The pool let through one framing only: a single plain Content-Length, or chunks, or
+    # no body (204, 304).
+    declared = response.getheader("Content-Length")
+    if declared is not None and response.getheader("Transfer-Encoding") is None:
+        digits = declared.strip().lstrip("0") or "0"
+        # no int() of a number far too long to be within the limit (it refuses 4300 digits)
         if len(digits) > len(str(limit)) or int(digits) > limit:
             raise _too_large(limit)
-        if response.getheader("Transfer-Encoding") is None:
-            # exactly the declared length; fewer bytes before the connection closes is
-            # http.client's IncompleteRead, never a short body taken for the whole
-            return response.read()
-        # chunked as well: http.client goes by the chunks, so the cap below must too
+        # exactly the declared length; fewer bytes before the connection closes is
+        # http.client's IncompleteRead, never a short body taken for the whole
+        return response.read()
     chunks = []
     size = 0
     while chunk := response.read(_READ_CHUNK):

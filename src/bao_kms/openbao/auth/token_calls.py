@@ -23,6 +23,7 @@ from ...errors import (
     OpenBaoUnauthenticated,
 )
 from .base import OpenBaoRequests
+from .credentials import VISIBLE_ASCII
 
 #: renew when this fraction of the TTL has passed (Vault's own agents use about 2/3)
 RENEW_FRACTION = 2 / 3
@@ -87,6 +88,9 @@ class TokenCalls:
         token = auth.get("client_token")
         if not isinstance(token, str) or not token:
             raise OpenBaoBadResponse("OpenBao answered the login without a token")
+        if not VISIBLE_ASCII.fullmatch(token):
+            # it goes into the X-Vault-Token header of every request: never quoted here
+            raise OpenBaoBadResponse("OpenBao answered the login with a token of invalid form")
         ttl = _seconds(auth.get("lease_duration"), "login")
         return Lease(
             token=token,

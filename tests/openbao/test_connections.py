@@ -31,9 +31,11 @@ from bao_kms.openbao.connections import (
 
 pytestmark = pytest.mark.timeout(30)
 
-#: what the server does after answering a request (SILENT: closes without answering at all;
-#: RESET: resets the connection a moment after sending its bytes)
-KEEP, CLOSE, STRAY, SILENT, RESET = "keep", "close", "stray", "silent", "reset"
+#: what the server does after answering a request (SILENT: closes without answering at all,
+#: LATE_SILENT: the same after 0.6 s; RESET: resets the connection a moment after its bytes)
+KEEP, CLOSE, STRAY, SILENT, LATE_SILENT, RESET = (
+    "keep", "close", "stray", "silent", "late-silent", "reset"
+)  # fmt: skip
 
 
 def answer(body: bytes, *extra_headers: str) -> bytes:
@@ -86,7 +88,9 @@ class ScriptedServer(LoopbackServer):
                 index = len(self.targets)
                 self.targets.append(lines[0].split(" ")[1])
             reply, then = self.script[min(index, len(self.script) - 1)]
-            if then == SILENT:
+            if then == LATE_SILENT:
+                time.sleep(0.6)
+            if then in (SILENT, LATE_SILENT):
                 return
             client.sendall(reply)
             if then == STRAY:
@@ -478,3 +482,60 @@ def test_a_connection_reset_during_the_answer_is_not_sent_again(
         get(pool, server)
     assert not isinstance(caught.value, ConnectionResetError)  # not taken for the race
     assert len(server.targets) == 2
+
+
+def test_a_reused_connection_reset_after_part_of_the_answer_is_not_sent_again(
+    pool: ConnectionPool, make_server: Callable[..., ScriptedServer]
+) -> None:
+    # a status line came back, then the reset: the server had the request, so no retry
+    partial = b"HTTP/1.1 200 OK\r\n"
+    server = make_server([(answer(b"one"), KEEP), (partial, RESET), (answer(b"three"), KEEP)])
+    assert get(pool, server) == b"one"
+    with pytest.raises(ConnectionError) as caught:
+        get(pool, server)
+    assert not isinstance(caught.value, ConnectionResetError)
+    assert len(server.targets) == 2
+
+
+class RecordingPool(ConnectionPool):
+    """Records the time each new connection is given to connect."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.connect_timeouts: list[float] = []
+
+    def _new(self, host: Any, timeout: float) -> Any:
+        self.connect_timeouts.append(timeout)
+        return super()._new(host, timeout)
+
+
+def test_the_second_try_gets_only_what_is_left_of_the_timeout(
+    make_server: Callable[..., ScriptedServer],
+) -> None:
+    # a connect cannot be cut by the deadline watchdog (no socket yet): its own timeout
+    # must be what is left, or a retry could run for twice the request's timeout
+    pool = RecordingPool(ssl_context=None, maxsize=1)
+    server = make_server([(answer(b"one"), KEEP), (b"", LATE_SILENT), (answer(b"three"), KEEP)])
+    try:
+        assert get(pool, server) == b"one"
+        assert send(pool, server.address, timeout=1.0) == (200, b"three")
+        first, retry = pool.connect_timeouts
+        assert first > 4.9 and retry < 0.45  # 0.6 s of the 1 s went to the closed connection
+    finally:
+        pool.clear()
+
+
+def test_a_connect_after_waiting_for_a_free_slot_gets_only_what_is_left(
+    make_server: Callable[..., ScriptedServer],
+) -> None:
+    pool = RecordingPool(ssl_context=None, maxsize=1)
+    closing = answer(b"one", "Connection: close")
+    server = make_server([(closing, CLOSE), (answer(b"two"), KEEP)])
+    try:
+        release, holder = held_request(pool, server)
+        threading.Timer(0.5, release.set).start()
+        assert send(pool, server.address, timeout=1.0) == (200, b"two")
+        holder.join(10)
+        assert pool.connect_timeouts[-1] < 0.55  # the slot took 0.5 s of the 1 s
+    finally:
+        pool.clear()

@@ -23,10 +23,13 @@ wrong answer needs around it:
 * **Reuse only what is clean**: a connection goes back only after its answer was read to the
   end and the server did not ask to close it; any error closes it. An idle connection that
   became readable (the server closed it, or sent bytes nobody asked for) is closed instead of
-  reused. A reused connection that the server turns out to have closed before answering
-  anything (the keep-alive race) is replaced once by a new connection: every request this
-  provider sends (Transit encrypt and decrypt, logins, renew-self, reads) is safe to repeat,
-  and none reached OpenBao.
+  reused. A reused connection that fails before a single byte of its answer came back (the
+  keep-alive race: the server closed it as it was taken) is replaced once by a new
+  connection, within what is left of the request's timeout. A server that closed an idle
+  connection never saw the request; one that failed after reading it (it cannot be told
+  apart) sees it twice, which every request this provider sends allows: Transit encrypt and
+  decrypt, logins (an unused extra token), renew-self and reads. Once any answer byte came,
+  a failure is final.
 * **TLS** from the given context, always verified (:mod:`._tls` builds it), with
   ``tlsServerName`` as SNI and the name checked; an ``https://`` address is never spoken to
   without it.
@@ -46,6 +49,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -82,7 +86,12 @@ class _CappedStream(io.RawIOBase):
     def __init__(self, raw: io.RawIOBase, limit: int) -> None:
         super().__init__()
         self._raw = raw
-        self._left = limit
+        self._limit = self._left = limit
+
+    @property
+    def received(self) -> int:
+        """Bytes of the answer received so far (read ahead included)."""
+        return self._limit - self._left
 
     def readable(self) -> bool:
         return True
@@ -114,8 +123,8 @@ class _Answer(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, *args: Any, limit: int, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
         self.fp.close()  # the uncapped reader http.client made (the socket stays open)
-        raw = sock.makefile("rb", buffering=0)
-        self.fp = io.BufferedReader(_CappedStream(raw, limit))
+        self.stream = _CappedStream(sock.makefile("rb", buffering=0), limit)
+        self.fp = io.BufferedReader(self.stream)
 
 
 def _check_framing(response: http.client.HTTPResponse) -> None:
@@ -164,11 +173,20 @@ class _Connection(http.client.HTTPConnection):
         self.generation = generation  # the pool's generation when this connection was made
         self.reused = False
         self.answer_limit = 0  # set for each request
+        #: the current request's answer once http.client began reading it
+        self.answer: _Answer | None = None
 
     # http.client builds each answer with self.response_class(sock, method=...): a method
-    # here, so that the answer gets this request's byte limit
+    # here, so that the answer gets this request's byte limit (and the pool sees it even when
+    # getresponse() fails half-way)
     def response_class(self, sock: socket.socket, *args: Any, **kwargs: Any) -> _Answer:  # type: ignore[override]
-        return _Answer(sock, *args, limit=self.answer_limit, **kwargs)
+        self.answer = _Answer(sock, *args, limit=self.answer_limit, **kwargs)
+        return self.answer
+
+    @property
+    def answer_began(self) -> bool:
+        """True when any byte of the current request's answer arrived."""
+        return self.answer is not None and self.answer.stream.received > 0
 
     def connect(self) -> None:
         try:
@@ -285,18 +303,26 @@ class ConnectionPool:
         whatever *read* raises; the connection is closed on any of them.
         """
         host = self._host(address)
+        began = time.monotonic()
         if not host.free.acquire(timeout=timeout):
             raise NoFreeConnection(f"no free connection within {timeout:g} s")
         try:
-            connection = self._take(host, timeout)
+            # what is left of the timeout bounds the connect, which no deadline ticket can
+            # reach (there is no socket to shut before it connects)
+            left = timeout - (time.monotonic() - began)
+            if left <= 0:
+                raise NoFreeConnection(f"no free connection within {timeout:g} s")
+            connection = self._take(host, left)
             exchange = (method, target, body, headers, max_answer, read)
             try:
                 return self._exchange(host, connection, *exchange)
             except _STALE_ERRORS:
-                if not connection.reused or _deadline.current_expired():
-                    raise  # a new connection's failure, or the watchdog's doing: final
+                left = timeout - (time.monotonic() - began)
+                # (_exchange already turned a failure after any answer byte into a final one)
+                if not connection.reused or left <= 0 or _deadline.current_expired():
+                    raise  # not the keep-alive race, or no time left for another try
             # the keep-alive race: the server closed the connection as it was taken
-            return self._exchange(host, self._new(host, timeout), *exchange)
+            return self._exchange(host, self._new(host, left), *exchange)
         finally:
             host.free.release()
 
@@ -313,19 +339,18 @@ class ConnectionPool:
     ) -> tuple[int, _T]:
         sock = connection.sock
         response: http.client.HTTPResponse | None = None
-        answered = False
+        connection.answer = None
         try:
             connection.request(method, target, body, dict(headers))
             sock = connection.sock  # connected by the request if it was new
             connection.answer_limit = max_answer
             response = connection.getresponse()
-            answered = True
             _check_framing(response)
             answer = read(response)
         except BaseException as error:
             _deadline.detach_current(sock)
             _close(connection, response)
-            if answered and isinstance(error, _STALE_ERRORS):
+            if connection.answer_began and isinstance(error, _STALE_ERRORS):
                 # a reset after the answer began is no keep-alive race: never sent again
                 raise ConnectionError("the connection failed during the answer") from error
             raise

@@ -146,6 +146,8 @@ class Run:
     errors: dict[str, int] = field(default_factory=dict)
     server_cpu_seconds: float | None = None
     cpu_ms_per_call: float | None = None
+    #: the calling process's CPU (the client threads; servers run in other processes)
+    client_cpu_ms_per_call: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -214,12 +216,14 @@ def closed_loop(
     for thread in threads:
         thread.start()
     cpu_before = server.cpu_seconds() if server is not None else None
+    client_before = time.process_time()
     stop_at[0] = time.perf_counter() + max_seconds
     began = time.perf_counter()
     start.wait()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
+    client_cpu = time.process_time() - client_before
     cpu = None
     if server is not None and cpu_before is not None:
         cpu = server.cpu_seconds() - cpu_before
@@ -237,6 +241,7 @@ def closed_loop(
         errors=dict(errors),
         server_cpu_seconds=cpu,
         cpu_ms_per_call=(cpu / done * 1000) if cpu is not None and done else None,
+        client_cpu_ms_per_call=(client_cpu / done * 1000) if done else None,
     )
 
 

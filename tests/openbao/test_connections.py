@@ -539,3 +539,21 @@ def test_a_connect_after_waiting_for_a_free_slot_gets_only_what_is_left(
         assert pool.connect_timeouts[-1] < 0.55  # the slot took 0.5 s of the 1 s
     finally:
         pool.clear()
+
+
+def test_a_name_with_several_dead_addresses_is_tried_within_one_timeout(
+    pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a listener whose backlog is full drops new connections' SYNs: connecting hangs there
+    with socket.socket() as blackhole, socket.socket() as filler:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(0)
+        filler.connect(blackhole.getsockname())
+        port = blackhole.getsockname()[1]
+        addresses = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))] * 3
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: addresses)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            send(pool, f"http://openbao.test:{port}", timeout=0.5)
+        # socket.create_connection would have given each of the three the whole 0.5 s
+        assert time.monotonic() - began < 1.0

@@ -154,6 +154,32 @@ def _plain_digits(value: str) -> bool:
     return value.isascii() and value.isdigit()  # "²".isdigit() is True; int() refuses it
 
 
+def _connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first of *host*'s addresses that takes one, all the addresses
+    within *timeout* seconds together. ``socket.create_connection`` gives each address the
+    whole timeout: a name with three dead addresses would wait three times as long, before any
+    socket exists for the deadline watchdog to cut. (The name lookup itself is the resolver's:
+    a literal IP, or the system's resolver timeouts.)"""
+    deadline = time.monotonic() + timeout
+    failure: OSError = TimeoutError(f"no connection within {timeout:g} s")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            failure = TimeoutError(f"no connection within {timeout:g} s")
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            failure = error
+            continue
+        sock.settimeout(timeout)  # each read from now on; the watchdog bounds the whole
+        return sock
+    raise failure
+
+
 class _Connection(http.client.HTTPConnection):
     """One connection; TLS when *tls* is given. Its sockets are attached to the request's
     deadline ticket before any handshake, so a trickling server cannot stretch that either."""
@@ -168,6 +194,7 @@ class _Connection(http.client.HTTPConnection):
         generation: int,
     ) -> None:
         super().__init__(host, port, timeout=timeout)
+        self._connect_timeout = timeout  # what is left of the request's timeout when made
         self._tls = tls
         self._server_hostname = server_hostname or host
         self.generation = generation  # the pool's generation when this connection was made
@@ -190,7 +217,7 @@ class _Connection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         try:
-            sock = socket.create_connection((self.host, self.port), self.timeout)
+            sock = _connect_tcp(self.host, self.port, self._connect_timeout)
         except TimeoutError:
             raise  # "did not answer in time", not "cannot connect"
         except (OSError, UnicodeError) as error:  # UnicodeError: a name IDNA cannot encode

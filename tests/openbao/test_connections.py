@@ -386,6 +386,16 @@ def test_a_100_continue_before_the_answer_is_skipped(
     assert get(pool, server) == b"one"
 
 
+def test_a_no_body_answer_with_an_odd_length_is_refused_not_a_bug(
+    pool: ConnectionPool, make_server: Callable[..., ScriptedServer]
+) -> None:
+    # the length rule holds for every status: "²" passes str.isdigit() but not int()
+    odd = "HTTP/1.1 204 No Content\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1")
+    server = make_server([(odd, KEEP)])
+    with pytest.raises(MalformedAnswer):
+        get(pool, server)
+
+
 def test_an_answer_without_a_body_needs_no_length(
     pool: ConnectionPool, make_server: Callable[..., ScriptedServer]
 ) -> None:

@@ -33,7 +33,7 @@ from bao_kms.errors import (
     OpenBaoUnauthenticated,
     OpenBaoUnavailable,
 )
-from bao_kms.openbao import TokenFileAuth, Transport, make_pool
+from bao_kms.openbao import TokenFileAuth, Transport, _http_errors, make_pool
 from bao_kms.openbao.auth.token_calls import TokenCalls
 from bao_kms.openbao.connections import ConnectionPool
 
@@ -518,6 +518,14 @@ def test_a_token_a_header_cannot_carry_is_never_sent_nor_quoted(
     error = expect_error(OpenBaoUnauthenticated, transport.request, "GET", PATH)
     assert "header" in str(error)
     assert fake.requests == []
+
+
+def test_a_value_http_client_refuses_to_send_is_never_quoted() -> None:
+    # http.client's ValueError quotes the header value it refused (the token, perhaps)
+    refused = ValueError(f"Invalid header value b'{TOKEN}\\r\\nX-Injected: 1'")
+    error = _http_errors.network_error(refused, 2.0, False)
+    assert isinstance(error, OpenBaoUnavailable)
+    assert TOKEN not in str(error) and "could not be sent" in str(error)
 
 
 def test_a_login_answered_with_a_token_of_invalid_form_is_refused(fake: FakeBao) -> None:

@@ -135,18 +135,16 @@ def _check_framing(response: http.client.HTTPResponse) -> None:
         raise MalformedAnswer(f"an interim answer (HTTP {response.status}) nobody asked for")
     lengths = response.msg.get_all("Content-Length") or []
     codings = response.msg.get_all("Transfer-Encoding") or []
+    if lengths and (len(lengths) > 1 or not _plain_digits(lengths[0].strip())):
+        raise MalformedAnswer("the answer has no single plain Content-Length")
     if codings:
         if lengths or len(codings) > 1 or codings[0].strip().lower() != "chunked":
             raise MalformedAnswer("the answer's Transfer-Encoding is ambiguous or unsupported")
-    elif response.status in (204, 304):
-        pass  # never a body, whatever the headers say (http.client reads none)
-    elif not lengths and response.status >= 300:
-        # close-delimited, as Go's TLS listener answers a plain-HTTP request (400): a refusal
-        # is only read for its category, and its connection is never reused
-        pass
-    elif len(lengths) != 1 or not _plain_digits(lengths[0].strip()):
+    elif not lengths and 200 <= response.status < 300 and response.status != 204:
         # a close-delimited success ends wherever the connection drops: a truncated answer
-        # would look whole. OpenBao always sends a 2xx with a length or in chunks.
+        # would look whole. OpenBao always sends a 2xx with a length or in chunks. (204 and
+        # 304 never have a body; a refusal ending at the close, as Go's TLS listener answers
+        # plain HTTP with a 400, is only read for its category and never reused.)
         raise MalformedAnswer("the answer has no single plain Content-Length")
 
 
@@ -368,7 +366,7 @@ class ConnectionPool:
         response: http.client.HTTPResponse | None = None
         connection.answer = None
         try:
-            connection.request(method, target, body, dict(headers))
+            connection.request(method, target, body, headers)
             sock = connection.sock  # connected by the request if it was new
             connection.answer_limit = max_answer
             response = connection.getresponse()

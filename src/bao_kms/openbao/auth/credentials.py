@@ -40,7 +40,7 @@ MAX_CREDENTIAL_BYTES = 64 * 1024
 # would corrupt the request (or be refused by http.client with a message that quotes them).
 _SINGLE_VALUE_RE = re.compile(rb"[\x21-\x7e]+")
 #: the same rule for a value already decoded (a token a login answered with, before it is sent)
-VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+VISIBLE_ASCII = re.compile(_SINGLE_VALUE_RE.pattern.decode("ascii"))
 
 #: (inode, size, mtime_ns) of the file that was read: a change means it was replaced
 Signature = tuple[int, int, int]

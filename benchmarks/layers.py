@@ -4,6 +4,9 @@ Each server adds one layer of the real provider to the one before, so the differ
 neighbours is what that layer costs per Decrypt under a storm (C concurrent callers):
 
 1. **no-op grpcio server** (``noop_server.py``): grpcio alone, the ceiling;
+   beside it, as a reference outside the chain, the same no-op server whose Decrypts wait in
+   batches for a stand-in OpenBao (``noop_server.py --batched``): what micro-batching's shape
+   alone costs on grpcio's sync server (each call blocks and is woken by another thread);
 2. **+ gRPC front end**: the provider's own server (raw-bytes handlers registered as
    client-streaming, the receive deadline, the metrics interceptor) over constant answers;
 3. **+ servicer**: validation, key lookup, codec, status feedback; Transit answers at once;
@@ -53,6 +56,8 @@ LAYERS = (
     ("provider", "the provider: + its HTTP client and a real OpenBao"),
 )
 PARTIAL = ("front", "servicer", "batcher")
+#: measured every round beside the layers, compared with the no-op only
+REFERENCE = ("batched", "reference: no-op, Decrypts wait in batches")
 #: a 32-byte DEK seed's length, which the servicer checks every plaintext against
 SEED = bytes(32)
 
@@ -150,7 +155,7 @@ def serve_layer(layer: str, config_path: Path, openbao_wait: float) -> int:
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    runs: dict[str, list[Run]] = {key: [] for key, _ in LAYERS}
+    runs: dict[str, list[Run]] = {key: [] for key, _ in (*LAYERS, REFERENCE)}
     with EmbeddedOpenBao(workdir=workdir / "openbao") as openbao:
         bench = Bench(args, workdir, openbao)
         # no plaintext cache and no repeat within a round: every provider Decrypt reaches
@@ -185,6 +190,16 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         )
                     print(run.line(), flush=True)
                     runs[key].append(run)
+                    if key == "noop":
+                        run = noop_run(
+                            bench,
+                            args.requests,
+                            args.concurrency,
+                            decrypt_wait=args.openbao_wait,
+                            batched=True,
+                        )
+                        print(run.line(), flush=True)
+                        runs[REFERENCE[0]].append(run)
     return summarize(runs)
 
 
@@ -193,7 +208,7 @@ def summarize(runs: dict[str, list[Run]]) -> dict[str, Any]:
     layers: list[dict[str, Any]] = []
     noop_cpu = noop_rate = None
     previous = None
-    for key, label in LAYERS:
+    for key, label in (LAYERS[0], REFERENCE, *LAYERS[1:]):
         done = [run for run in runs[key] if run.calls and run.cpu_ms_per_call is not None]
         if not done:
             continue
@@ -207,13 +222,15 @@ def summarize(runs: dict[str, list[Run]]) -> dict[str, Any]:
                 "label": label,
                 "per_second": round(rate, 1),
                 "cpu_ms_per_call": round(cpu, 4),
+                # the reference adds to the no-op; the layers to the layer before them
                 "added_cpu_ms": round(cpu - previous, 4) if previous is not None else None,
                 "cpu_vs_noop": round(cpu / noop_cpu, 3),
                 "rate_vs_noop": round(rate / noop_rate, 3) if noop_rate else None,
                 "errors": sum(sum(run.errors.values()) for run in runs[key]),
             }
         )
-        previous = cpu
+        if key != REFERENCE[0] or previous is None:
+            previous = cpu
     return {"layers": layers, "rounds": {k: [r.as_dict() for r in v] for k, v in runs.items()}}
 
 

@@ -177,12 +177,12 @@ class Bench:
 
     @contextlib.contextmanager
     def noop(
-        self, *, aio: bool = False, decrypt_wait: float = 0.0
+        self, *, aio: bool = False, decrypt_wait: float = 0.0, batched: bool = False
     ) -> Iterator[tuple[Child, KmsCalls]]:
         socket_path = self._path("noop.sock")
         argv = [sys.executable, str(HERE / "noop_server.py"), "--socket", str(socket_path)]
         argv += ["--aio"] if aio else ["--workers", str(self.args.workers)]
-        argv += ["--decrypt-wait", f"{decrypt_wait:.6f}"]
+        argv += ["--decrypt-wait", f"{decrypt_wait:.6f}"] + (["--batched"] if batched else [])
         child = Child(argv, log=self._path("noop.log"))
         calls = KmsCalls(socket_path)
         try:
@@ -229,13 +229,15 @@ def noop_runs(
     *,
     aio: bool = False,
     decrypt_wait: float = 0.0,
+    batched: bool = False,
 ) -> list[Run]:
-    """One no-op server process, driven at each of *concurrencies* in turn."""
+    """One no-op server process, driven at each of *concurrencies* in turn. *decrypt_wait*:
+    each Decrypt waits that long, alone or (*batched*) in a batch with the others queued."""
     request = api_pb2.DecryptRequest(ciphertext=b"vault:v1:AAAA", key_id="x").SerializeToString()
     name = "noop server Decrypt" + (" (grpc.aio)" if aio else "")
     if decrypt_wait:
-        name += f", waits {decrypt_wait * 1000:.2f} ms"
-    with bench.noop(aio=aio, decrypt_wait=decrypt_wait) as (child, kms):
+        name += f", waits {decrypt_wait * 1000:.2f} ms" + (" a batch" if batched else "")
+    with bench.noop(aio=aio, decrypt_wait=decrypt_wait, batched=batched) as (child, kms):
         return [
             closed_loop(
                 name,
@@ -250,9 +252,17 @@ def noop_runs(
 
 
 def noop_run(
-    bench: Bench, calls: int, concurrency: int, *, aio: bool = False, decrypt_wait: float = 0.0
+    bench: Bench,
+    calls: int,
+    concurrency: int,
+    *,
+    aio: bool = False,
+    decrypt_wait: float = 0.0,
+    batched: bool = False,
 ) -> Run:
-    return noop_runs(bench, calls, (concurrency,), aio=aio, decrypt_wait=decrypt_wait)[0]
+    return noop_runs(
+        bench, calls, (concurrency,), aio=aio, decrypt_wait=decrypt_wait, batched=batched
+    )[0]
 
 
 def direct_run(bench: Bench, sealed: list[Sealed], concurrency: int, name: str) -> Run:
@@ -407,6 +417,11 @@ def latency_runs(bench: Bench, calls: int) -> dict[str, Any]:
     waiting = noop_run(bench, calls, 1, decrypt_wait=direct.p50_ms / 1000)
     print(waiting.line(), flush=True)
     runs["noop waiting C=1"] = waiting.as_dict()
+    # ... and at C=8, one whose Decrypts wait that long together, in batches: the floor for a
+    # batching plugin (the wait is one decrypt's; a batch takes OpenBao longer, and its CPU)
+    batched = noop_run(bench, calls, 8, decrypt_wait=direct.p50_ms / 1000, batched=True)
+    print(batched.line(), flush=True)
+    runs["noop batched C=8"] = batched.as_dict()
     with bench.provider(Variant(pure=False, batching=True)) as provider:
         for concurrency in (1, 8, 64):
             for rpc in ("Status", "Encrypt", "Decrypt"):

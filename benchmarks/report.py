@@ -109,6 +109,7 @@ def markdown(result: dict[str, Any], codec: dict[str, Any] | None = None) -> str
             lines.append(f"| {rpc} | " + " | ".join(cells) + " |")
         floors = [("no-op server Decrypt (grpcio alone)", "noop")]
         floors.append(("no-op Decrypt that waits one direct Transit p50", "noop waiting"))
+        floors.append(("no-op Decrypts that wait one direct p50 in batches", "noop batched"))
         floors.append(("direct Transit decrypt", "direct"))
         for label, stem in floors:
             runs = [latency.get(f"{stem} C={concurrency}") for concurrency in (1, 8, 64)]

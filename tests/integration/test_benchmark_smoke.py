@@ -50,7 +50,8 @@ def test_the_load_driver_end_to_end(tmp_path: Path) -> None:
         assert measured["calls"] > 0, name
     assert {"noop", "noop asyncio"} <= set(result["rounds"][0])  # both server models answered
     # the latency floors were measured in the same run
-    assert {"noop C=1", "noop C=8", "noop waiting C=1", "direct C=1"} <= set(result["latency"])
+    floors = {"noop C=1", "noop C=8", "noop waiting C=1", "noop batched C=8", "direct C=1"}
+    assert floors <= set(result["latency"])
     assert result["summary"]["ratios"]["noop asyncio / noop"] > 0
     batched = result["rounds"][0]["dup50 compiled, batching"]["extra"]
     single = result["rounds"][0]["dup50 compiled, no batching"]["extra"]
@@ -81,7 +82,7 @@ def test_the_layer_benchmark_end_to_end(tmp_path: Path) -> None:
     # every layer served every call: the partial providers are the real classes, so a change
     # that breaks how they fit together shows here
     assert [layer["layer"] for layer in summary] == [
-        "noop", "front", "servicer", "batcher", "provider"
+        "noop", "batched", "front", "servicer", "batcher", "provider"
     ]  # fmt: skip
     assert all(layer["errors"] == 0 for layer in summary)
     assert "| the provider: + its HTTP client and a real OpenBao |" in layers.stdout

@@ -235,7 +235,7 @@ def noop_runs(
     each Decrypt waits that long, alone or (*batched*) in a batch with the others queued."""
     request = api_pb2.DecryptRequest(ciphertext=b"vault:v1:AAAA", key_id="x").SerializeToString()
     name = "noop server Decrypt" + (" (grpc.aio)" if aio else "")
-    if decrypt_wait:
+    if decrypt_wait or batched:
         name += f", waits {decrypt_wait * 1000:.2f} ms" + (" a batch" if batched else "")
     with bench.noop(aio=aio, decrypt_wait=decrypt_wait, batched=batched) as (child, kms):
         return [

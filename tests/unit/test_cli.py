@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,36 @@ def test_serve_without_config_is_usage() -> None:
     assert result.returncode == 2
     assert "--config" in result.stderr
     no_traceback(result)
+
+
+def test_serve_settles_the_garbage_collector() -> None:
+    """Start-up objects are frozen and the young generation is collected less often, yet a
+    reference cycle made afterwards is still collected. In a subprocess: the setting is
+    process-wide."""
+    script = textwrap.dedent(
+        """
+        import gc, weakref
+        from bao_kms.cli.serve import YOUNG_GENERATION_THRESHOLD, settle_garbage_collector
+        before = gc.get_threshold()
+        settle_garbage_collector()
+        class Node:
+            pass
+        first, second = Node(), Node()
+        first.peer, second.peer = second, first
+        alive = weakref.ref(first)
+        del first, second
+        gc.collect()
+        print(
+            gc.get_freeze_count() > 1000,
+            gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *before[1:]),
+            alive() is None,
+        )
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.split() == ["True", "True", "True"], (result.stdout, result.stderr)
 
 
 def test_serve_with_missing_config_exits_3(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import resource
@@ -21,6 +22,10 @@ log = logging.getLogger("bao_kms.cli")
 #: the soft open-files limit is raised to the hard one, but not past this: Linux refuses
 #: more than fs.nr_open (1 Mi by default) even when the hard limit says "unlimited"
 MAX_OPEN_FILES = 1 << 20
+#: the young generation is collected every this many allocations instead of CPython's 700: a
+#: Decrypt allocates dozens of tracked objects (protobuf messages, frames, closures), nearly
+#: all freed by reference counting before any collection could matter
+YOUNG_GENERATION_THRESHOLD = 10_000
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,6 +70,25 @@ def raise_open_files_limit() -> None:
     log.info("open files limit", extra={"soft": soft, "hard": hard_shown})
 
 
+def settle_garbage_collector() -> None:
+    """Take what start-up made out of the cyclic collector's way, and collect less often.
+
+    Start-up leaves ~46,000 tracked objects (modules, config, the provider's own) that live as
+    long as the process; every full collection walked them while holding the GIL, stalling
+    every call in flight. They are frozen (``gc.freeze``: never collected, never walked), and
+    the young generation is collected every :data:`YOUNG_GENERATION_THRESHOLD` allocations.
+    Reference cycles made later are still collected. Measured in 32-caller Decrypt storms
+    (27,000 Decrypts in 9 rounds, against the defaults in the same run, twice): the
+    collector's time per Decrypt fell from 0.013 to 0.001-0.002 ms, full collections from 7-8
+    (~21 ms each) to 1, the provider's CPU per Decrypt against a no-op server from 1.66-1.72x
+    to 1.62-1.63x. Process-wide: only ``serve`` calls it, once the provider has started.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
+
+
 def serve(config: Config) -> int:
     """Start the provider, wait for a stop signal, drain, stop."""
     from ..provider import Provider  # grpc and the OpenBao client only for commands that serve
@@ -79,6 +103,7 @@ def serve(config: Config) -> int:
             log.error("cannot serve", extra={"error": str(error)})
             fail("", error)
             return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_RUNTIME
+        settle_garbage_collector()
         # a second signal exits at once; even then the socket must not outlive us
         latch.before_forced_exit = provider.server.remove_own_socket
         log.info(

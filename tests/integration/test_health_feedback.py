@@ -12,6 +12,7 @@ The four cases of the issue, each of which failed before request-path feedback:
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -257,6 +258,8 @@ def test_serve_logs_an_unreachable_openbao_within_10s(openbao, socket_dir, refus
         assert '"error_class":"connection_failed"' in named[0] and '"level":"warning"' in named[0]
         started = [line for line in seen if '"event":"started"' in line]
         assert started and '"health_address":"127.0.0.1:' in started[0]
+        # serve settled the garbage collector once the provider had started
+        assert json.loads(started[0])["gc_frozen_objects"] > 1000
     finally:
         process.terminate()
         process.wait(15)
